@@ -1,0 +1,1 @@
+"""TouchASP processing: audio, features, tokens, processor."""
