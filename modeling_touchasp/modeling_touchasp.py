@@ -319,6 +319,11 @@ class TouchASPPreTrainedModel(PreTrainedModel):
         """The experts live in emoe.py, where Transformers' source-scanning heuristic does not look."""
         return True
 
+    def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
+        """Default to our grouped "eager" dispatch, measured fastest on CPU (benchmarks/RESULTS.md); pass
+        `experts_implementation="grouped_mm"` on GPUs."""
+        return super().get_correct_experts_implementation(requested_experts or "eager")
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
