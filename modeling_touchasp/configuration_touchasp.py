@@ -134,6 +134,7 @@ class TouchASPConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.transcribe_token_id = transcribe_token_id
         self._validate_elastic()
+        _drop_custom_pipeline_when_registered(kwargs)
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -173,3 +174,16 @@ def _proportional_to_k(choices: list[int]) -> list[float]:
     """Default draw: P(k) proportional to k, so that large k (the deployment default) gets most training."""
     total = float(sum(choices))
     return [k / total for k in choices]
+
+
+def _drop_custom_pipeline_when_registered(kwargs: dict) -> None:
+    """A saved folder names its pipeline in `custom_pipelines` for processes that never imported this package;
+    `pipeline()` then insists on trust_remote_code before it looks at registered pipelines. Where
+    `import modeling_touchasp` has already registered TouchASPPipeline, the folder's copy is not needed."""
+    if "custom_pipelines" not in kwargs:
+        return
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    impl = PIPELINE_REGISTRY.supported_tasks["automatic-speech-recognition"]["impl"]
+    if getattr(impl, "__name__", None) == "TouchASPPipeline":
+        kwargs.pop("custom_pipelines")

@@ -652,20 +652,26 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
 
     def ctc_loss(self, ctc_logits: torch.Tensor, frame_mask: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         """CTC over the transcript tokens only: those after `<|transcribe|>` (all tokens when a row has none),
-        minus end-of-text, padding and masked positions. Blank is the pad id."""
+        minus end-of-text, padding and masked positions. Blank is the pad id. Rows without `<|eot|>` have no
+        known transcript (the processor ends them at `<|transcribe|>`) and are left out, so that a missing
+        transcript never teaches "nothing was said"."""
         config = self.config
         is_transcribe = labels == config.transcribe_token_id
         after = torch.where(is_transcribe.any(1, keepdim=True), is_transcribe.cumsum(1) > 0, True) & ~is_transcribe
         keep = after & (labels >= 0) & (labels != config.eos_token_id) & (labels != config.pad_token_id)
+        known = (labels == config.eos_token_id).any(-1)
         input_lengths = (
             frame_mask.sum(-1) if frame_mask is not None
             else torch.full((labels.size(0),), ctc_logits.size(1), device=labels.device)
         )
         log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)
-        return F.ctc_loss(
-            log_probs, labels[keep], input_lengths, keep.sum(-1), blank=config.pad_token_id,
-            reduction="mean", zero_infinity=True,
+        target_lengths = keep.sum(-1)
+        per_row = F.ctc_loss(
+            log_probs, labels[keep], input_lengths, target_lengths, blank=config.pad_token_id,
+            reduction="none", zero_infinity=True,
         )
+        per_token = per_row / target_lengths.clamp(min=1)
+        return (per_token * known).sum() / known.sum().clamp(min=1)
 
     def num_active_parameters(self, num_experts_per_tok: int | None = None) -> int:
         """Parameters one token touches at k active routed experts: everything but the idle routed experts."""
@@ -691,3 +697,14 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 
 
 __all__ = ["TouchASPModel", "TouchASPForConditionalGeneration", "TouchASPPreTrainedModel", "TouchASPEncoder"]
+
+
+# The ASR pipeline runs a model as seq2seq only when its class name is in this static dict, which
+# `AutoModelForSpeechSeq2Seq.register()` does not update; without this entry it would treat TouchASP as CTC.
+# At import time, so that remote-code loading gets it too (STACK.md 2b).
+try:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES as _S2S
+
+    _S2S.setdefault(TouchASPConfig.model_type, "TouchASPForConditionalGeneration")
+except ImportError:
+    pass

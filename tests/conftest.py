@@ -70,3 +70,39 @@ def speech(speech_path: Path) -> np.ndarray:
     """The samples of `speech_path` as float32 in [-1, 1], exactly as the wav stores them."""
     samples, _ = soundfile.read(speech_path, dtype="float32")
     return samples
+
+
+def mixed_corpus(num_lines: int = 300, seed: int = 0) -> list[str]:
+    """Generated English/Chinese transcript lines, enough for a tiny SentencePiece model in about a second."""
+    rng = np.random.default_rng(seed)
+    english = "hello world the cat sat on a mat speech model today weather is nice we go".split()
+    chinese = "今天 天气 很好 我们 去 北京 你好 世界 语音 识别 模型 数据".split()
+    return [
+        " ".join(rng.choice(english, rng.integers(2, 6))) + " " + "".join(rng.choice(chinese, rng.integers(1, 4)))
+        for _ in range(num_lines)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tmp_path_factory: pytest.TempPathFactory):
+    """A TouchASPProcessor: default feature extractor and a tokenizer trained on `mixed_corpus`."""
+    from processing.feature_extraction_touchasp import TouchASPFeatureExtractor
+    from processing.processing_touchasp import TouchASPProcessor
+    from processing.tokenization_touchasp import train_tokenizer
+
+    tokenizer = train_tokenizer(mixed_corpus(), tmp_path_factory.mktemp("tiny_tokenizer"), vocab_size=600)
+    return TouchASPProcessor(TouchASPFeatureExtractor(), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_processor) -> Path:
+    """A self-contained folder (weights, processor, code, custom pipeline) of a random tiny model, seed 0."""
+    import torch
+
+    from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration, save_touchasp
+
+    torch.manual_seed(0)
+    config = TouchASPConfig(**tiny_config_kwargs(vocab_size=len(tiny_processor.tokenizer)))
+    path = tmp_path_factory.mktemp("tiny_touchasp")
+    save_touchasp(TouchASPForConditionalGeneration(config), tiny_processor, path)
+    return path

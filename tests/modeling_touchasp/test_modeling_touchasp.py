@@ -183,3 +183,15 @@ def test_tiny_model_overfits_four_generated_utterances(tmp_path):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], f"loss went {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def test_ctc_leaves_out_rows_without_a_known_transcript(model):
+    """A row that ends at <|transcribe|> (text unknown) must not teach CTC that nothing was said."""
+    torch.manual_seed(0)
+    ctc_logits = torch.randn(2, 20, model.config.vocab_size)
+    labels = torch.tensor([[4, 7, 8, 3], [4, -100, -100, -100]])
+    both = model.ctc_loss(ctc_logits, None, labels)
+    first_alone = model.ctc_loss(ctc_logits[:1], None, labels[:1])
+    torch.testing.assert_close(both, first_alone)
+    empty_transcript = model.ctc_loss(ctc_logits, None, torch.tensor([[4, 7, 8, 3], [4, 3, -100, -100]]))
+    assert not torch.allclose(empty_transcript, first_alone)
