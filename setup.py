@@ -19,7 +19,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_touchasp*", "processing*", "training*", "hub_cards*"]),
+    packages=find_packages(include=["modeling_touchasp*", "processing*", "training*", "hub_cards*", "demo*"]),
+    # Card templates and the evaluate metric scripts (loaded by path, so not packages) ship as data.
+    package_data={"hub_cards": ["*.md"], "training": ["metrics/*/*.py"]},
     py_modules=["touchasp"],
     install_requires=requirements,
     extras_require={"test": ["pytest==9.2.0"]},

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -87,17 +88,37 @@ def perceive(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# Subcommands that live in their packages, imported only when chosen so `perceive` starts fast.
+SUBCOMMANDS = {
+    "evaluate": ("training.evaluation", "score a model at several numbers of active experts (the budget table)"),
+    "export": ("hub_cards.export", "write a complete Hub model folder with its model card"),
+    "push": ("hub_cards.push", "upload a model or Space folder to the Hugging Face Hub"),
+    "export-space": ("hub_cards.space", "write a Gradio Space folder for a model repo"),
+    "demo": ("demo.app", "serve the Gradio demo"),
+}
+
+
+def add_perceive_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
+    parser.add_argument("--model", help=f"model folder (default: {DEFAULT_MODEL})")
+    parser.add_argument("-k", "--num-experts-per-tok", type=int, default=None, help="active routed experts (budget)")
+    parser.add_argument("--language", help="force the language slot, e.g. en")
+    parser.add_argument("--chunk-length-s", type=float, default=30.0, help="split long audio into chunks of this length")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.set_defaults(handler=perceive)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="touchasp", description="Elastic automatic speech perception.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("perceive", help="transcribe and perceive audio files")
-    run.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
-    run.add_argument("--model", help=f"model folder (default: {DEFAULT_MODEL})")
-    run.add_argument("-k", "--num-experts-per-tok", type=int, default=None, help="active routed experts (budget)")
-    run.add_argument("--language", help="force the language slot, e.g. en")
-    run.add_argument("--chunk-length-s", type=float, default=30.0, help="split long audio into chunks of this length")
-    run.add_argument("--json", action="store_true", help="one JSON object per file")
-    run.set_defaults(handler=perceive)
+    add_perceive_arguments(commands.add_parser("perceive", help="transcribe and perceive audio files (the main job)"))
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text)
+        if argv and argv[0] == name:
+            module = importlib.import_module(module_name)
+            module.add_arguments(subparser)
+            subparser.set_defaults(handler=module.run)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -131,7 +131,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
         return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     plain = gradients()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     checkpointed = gradients()
     assert len(plain) == len(checkpointed)
     for a, b in zip(plain, checkpointed):
