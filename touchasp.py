@@ -90,6 +90,7 @@ def perceive(args: argparse.Namespace) -> int:
 
 # Subcommands that live in their packages, imported only when chosen so `perceive` starts fast.
 SUBCOMMANDS = {
+    "train": ("training.train", "train a model from a YAML recipe (also: accelerate launch -m training.train)"),
     "evaluate": ("training.evaluation", "score a model at several numbers of active experts (the budget table)"),
     "export": ("hub_cards.export", "write a complete Hub model folder with its model card"),
     "push": ("hub_cards.push", "upload a model or Space folder to the Hugging Face Hub"),

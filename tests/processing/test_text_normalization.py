@@ -1,0 +1,40 @@
+"""Scoring normalisation: formatting differences (case, width, punctuation, spacing) must not count as errors."""
+
+import pytest
+
+from processing.text_normalization import is_space_delimited, normalize_for_cer, normalize_for_wer
+
+
+@pytest.mark.parametrize(
+    ("text", "wer_text", "cer_text"),
+    [
+        ("今天 Hello，World！", "今天hello world", "今天helloworld"),
+        ("Ｈｅｌｌｏ　ＷＯＲＬＤ１２３！", "hello world123", "helloworld123"),
+        ("“你好”，他说：《三体》（刘慈欣）。", "你好他说三体刘慈欣", "你好他说三体刘慈欣"),
+        ("我们用 ＧＰＵ 训练，速度很快！", "我们用gpu训练速度很快", "我们用gpu训练速度很快"),
+        ("你好、世界；再见：明天？", "你好世界再见明天", "你好世界再见明天"),
+        ("I don't know—state-of-the-art...", "i dont know state of the art", "idontknowstateoftheart"),
+        ("  Hello \t\n  world  ", "hello world", "helloworld"),
+        ("こんにちは 世界", "こんにちは世界", "こんにちは世界"),
+        ("한국어 문장입니다.", "한국어 문장입니다", "한국어문장입니다"),
+        ("，。！", "", ""),
+    ],
+)
+def test_normalisation_of_mixed_chinese_english_punctuation_and_full_width(text, wer_text, cer_text):
+    assert normalize_for_wer(text) == wer_text
+    assert normalize_for_cer(text) == cer_text
+
+
+def test_hypothesis_differing_only_in_formatting_normalises_to_the_reference():
+    reference = "今天天气很好，我们去 Beijing 吧！"
+    hypothesis = "今天 天气 很好 我们去ＢＥＩＪＩＮＧ吧"
+    assert normalize_for_cer(hypothesis) == normalize_for_cer(reference) == "今天天气很好我们去beijing吧"
+
+
+@pytest.mark.parametrize(
+    ("language", "spaced"),
+    [("en", True), ("de", True), ("ko", True), ("zh", False), ("yue", False), ("zh-sichuan", False),
+     ("nan", False), ("ja", False), ("ZH_cn", False)],
+)
+def test_space_delimited_languages(language, spaced):
+    assert is_space_delimited(language) is spaced

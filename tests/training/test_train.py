@@ -1,0 +1,250 @@
+"""Training end to end on a tiny espeak-ng corpus: overfitting, exact resume after SIGKILL, atomic checkpoints, and
+two-process DDP drawing the same k per layer on both ranks."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import soundfile
+import yaml
+from datasets import Audio, Dataset, Features, List, Value
+from safetensors.numpy import load_file
+
+from tests.conftest import HAS_ESPEAK, synthesize, tiny_config_kwargs
+from training.train import complete_checkpoints, load_config, train
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# (id, language, espeak voice, gender, text, events): 3 languages, both genders, some labels missing.
+UTTERANCES = [
+    ("en-0", "en", "en+f3", "female", "hello world", ["Speech"]),
+    ("en-1", "en", "en+m3", "male", "the cat sat on a mat", ["Speech"]),
+    ("en-2", "en", "en+f2", "female", "speech model today", None),
+    ("en-3", "en", "en+m1", None, "the weather is nice", ["Speech"]),
+    ("zh-0", "zh", "cmn+f3", "female", "你好 世界", ["Speech"]),
+    ("zh-1", "zh", "cmn+m3", "male", "今天 天气 很好", None),
+    ("de-0", "de", "de+m3", "male", "guten morgen", ["Speech"]),
+    ("de-1", None, "de+f3", "female", "danke schön", None),
+]
+FEATURES = Features(
+    {
+        "audio": Audio(), "text": Value("string"), "language": Value("string"), "emotion": Value("string"),
+        "gender": Value("string"), "events": List(Value("string")), "id": Value("string"),
+        "duration": Value("float32"), "source": Value("string"),
+    }
+)
+
+pytestmark = pytest.mark.skipif(not HAS_ESPEAK, reason="the training corpus is spoken by espeak-ng (and sox)")
+
+
+@pytest.fixture(autouse=True)
+def no_pause_between_passes(monkeypatch):
+    """datasets sleeps 5 s after every pass over parquet shards (a pyarrow thread-shutdown workaround); a pass of
+    this corpus is one step, so in-process runs skip the pause. Subprocess runs keep it."""
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two parquet shards in the DESIGN.md section-6 layout, 8 utterances of about one to two seconds."""
+    wav_dir = tmp_path_factory.mktemp("corpus_wavs")
+    columns = {name: [] for name in FEATURES}
+    for utterance, language, voice, gender, text, events in UTTERANCES:
+        path = synthesize(text, wav_dir / f"{utterance}.wav", voice)
+        columns["audio"].append({"bytes": path.read_bytes(), "path": path.name})
+        columns["duration"].append(soundfile.info(path).duration)
+        columns["emotion"].append(None)
+        columns["source"].append("espeak-ng")
+        labels = {"id": utterance, "language": language, "gender": gender, "text": text, "events": events}
+        for name, value in labels.items():
+            columns[name].append(value)
+    table = Dataset.from_dict(columns, features=FEATURES)
+    data_dir = tmp_path_factory.mktemp("corpus")
+    for shard in range(2):
+        table.shard(2, shard, contiguous=True).to_parquet(str(data_dir / f"train-{shard:05d}-of-00002.parquet"))
+    return data_dir
+
+
+def write_recipe(path: Path, corpus: Path, output_dir: Path, **overrides) -> Path:
+    """A recipe for a tiny model on `corpus`; `overrides` replace whole top-level sections or values."""
+    recipe = {
+        "seed": 0,
+        "output_dir": str(output_dir),
+        "model": tiny_config_kwargs(label_smoothing=0.0, dropout=0.0, vocab_size=None),
+        "tokenizer": {"vocab_size": 500},
+        "data": {
+            "corpora": [{"data_dir": str(corpus), "weight": 1.0}], "max_batch_seconds": 5.0,
+            "bucket_pool_size": 4, "shuffle_buffer": 4, "num_workers": 1, "prefetch": 2,
+        },
+        "optimizer": {"lr": 3e-3, "betas": [0.9, 0.98], "weight_decay": 0.0},
+        "schedule": {"name": "constant", "warmup_steps": 0},
+        "max_steps": 6,
+        "grad_clip": 5.0,
+        "checkpoint": {"interval": 2, "keep_last": 2},
+        "log": {"interval": 1},
+    }
+    del recipe["model"]["vocab_size"]  # sized to the trained tokenizer
+    recipe.update(overrides)
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def steps_of(output_dir: Path) -> dict[int, dict]:
+    """examples.jsonl as {step: record}; a step written twice (before a kill and after the resume) keeps the last."""
+    lines = (output_dir / "examples.jsonl").read_text(encoding="utf-8").splitlines()
+    return {record["step"]: record for record in map(json.loads, lines)}
+
+
+def final_weights(output_dir: Path) -> dict[str, np.ndarray]:
+    return load_file(str(output_dir / "final" / "model.safetensors"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_training(*args: str) -> subprocess.Popen:
+    """`python -m training.train ...` in its own process group, which its data workers join."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "training.train", *args], cwd=REPOSITORY, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def workers_exit(group: int, timeout: float = 30.0) -> bool:
+    """Whether every process of the group is gone within `timeout`; survivors are then killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(group, signal.SIGKILL)
+    return False
+
+
+def test_overfits_eight_utterances(corpus, tmp_path):
+    recipe = write_recipe(
+        tmp_path / "overfit.yaml", corpus, tmp_path / "run", max_steps=150,
+        data={"corpora": [{"data_dir": str(corpus)}], "max_batch_seconds": 100.0, "bucket_pool_size": 8,
+              "shuffle_buffer": 8, "num_workers": 0},
+        checkpoint={"interval": 0}, optimizer={"lr": 5e-3, "betas": [0.9, 0.98], "weight_decay": 0.0},
+        eval={"data": str(corpus), "ks": [1, 4], "interval": 150, "batch_size": 8},
+    )
+    final = train(load_config(recipe))
+    steps = steps_of(tmp_path / "run")
+    assert sorted(steps) == list(range(1, 151))
+    assert all(len(record["ids"]) == len(UTTERANCES) for record in steps.values())
+    assert steps[150]["loss"] < 0.1 * steps[1]["loss"], (steps[1]["loss"], steps[150]["loss"])
+    assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    scores = json.loads((tmp_path / "run" / "eval_results.jsonl").read_text(encoding="utf-8"))
+    assert scores["step"] == 150
+    for k in (1, 4):
+        for name in ("cer", "lid_accuracy", "gender_accuracy", "event_micro_f1"):
+            assert f"eval/k{k}/{name}" in scores
+
+
+def test_resume_after_sigkill_continues_exactly(corpus, tmp_path):
+    max_steps = 10
+    straight = tmp_path / "straight"
+    train(load_config(write_recipe(tmp_path / "straight.yaml", corpus, straight, max_steps=max_steps)))
+
+    interrupted = tmp_path / "interrupted"
+    recipe = write_recipe(tmp_path / "interrupted.yaml", corpus, interrupted, max_steps=max_steps)
+    first = run_training("--config", str(recipe))
+    deadline = time.monotonic() + 300
+    while not complete_checkpoints(interrupted) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    output = first.communicate()[0]
+    assert workers_exit(first.pid), "a data worker outlived its killed trainer"
+    assert complete_checkpoints(interrupted), output
+    assert not (interrupted / "final").exists(), "the run finished before the kill; nothing was resumed"
+
+    second = run_training("--config", str(recipe), "--resume")
+    output = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, output
+    assert "resumed from" in output
+
+    expected, resumed = steps_of(straight), steps_of(interrupted)
+    assert sorted(resumed) == list(range(1, max_steps + 1))
+    assert [resumed[step]["ids"] for step in resumed] == [expected[step]["ids"] for step in resumed]
+    reference, weights = final_weights(straight), final_weights(interrupted)
+    assert reference.keys() == weights.keys()
+    assert max(float(np.abs(reference[name] - weights[name]).max()) for name in reference) <= 1e-6
+
+
+def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml", corpus, output_dir, max_steps=3, checkpoint={"interval": 1, "keep_last": 5}
+    )
+    train(load_config(recipe))
+    straight = final_weights(output_dir)
+    shutil.rmtree(output_dir / "checkpoint-3")
+    # A save killed before its rename, and a folder whose trainer_state.json never landed.
+    shutil.copytree(output_dir / "checkpoint-2", output_dir / ".tmp-checkpoint-7")
+    shutil.copytree(output_dir / "checkpoint-2", output_dir / "checkpoint-9")
+    (output_dir / "checkpoint-9" / "trainer_state.json").unlink()
+    assert [step for step, _ in complete_checkpoints(output_dir)] == [1, 2]
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(load_config(recipe))
+    with pytest.raises(ValueError, match="another recipe"):
+        train(load_config(recipe, ["max_steps=4"]), resume=True)
+    train(load_config(recipe, ["checkpoint.interval=5"]), resume=True)
+    lines = (output_dir / "examples.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 3], "resumed after step 2, not 9 or 7"
+    resumed = final_weights(output_dir)
+    assert max(float(np.abs(straight[name] - resumed[name]).max()) for name in straight) <= 1e-6
+
+
+def test_unknown_recipe_key_is_named(corpus, tmp_path):
+    recipe = write_recipe(tmp_path / "bad.yaml", corpus, tmp_path / "run", optimiser={"lr": 1.0})
+    with pytest.raises(ValueError, match="unknown key 'optimiser'"):
+        load_config(recipe)
+    missing_corpus = {"corpora": [{"data_dir": str(tmp_path / "nope")}]}
+    recipe = write_recipe(tmp_path / "missing.yaml", corpus, tmp_path / "run", data=missing_corpus)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        train(load_config(recipe))
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_draw_the_same_k(corpus, tmp_path):
+    output_dir = tmp_path / "ddp"
+    recipe = write_recipe(tmp_path / "ddp.yaml", corpus, output_dir, max_steps=4, log={"interval": 1, "record_k": True})
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
+        "-m", "training.train", "--config", str(recipe),
+    ]
+    result = subprocess.run(
+        command, cwd=REPOSITORY, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = [
+        [json.loads(line) for line in (output_dir / f"drawn_k_rank{rank}.jsonl").read_text().splitlines()]
+        for rank in range(2)
+    ]
+    assert [record["step"] for record in ranks[0]] == [1, 2, 3, 4]
+    assert ranks[0] == ranks[1]
+    assert len({tuple(record["k"]) for record in ranks[0]}) > 1, "k should vary between steps"
+    steps = steps_of(output_dir)
+    assert sorted(steps) == [1, 2, 3, 4] and complete_checkpoints(output_dir)
+    # Each rank reads its own shard (English rows vs Mandarin and German rows) and rank 0 logs both.
+    for record in steps.values():
+        assert {identifier.startswith("en-") for identifier in record["ids"]} == {True, False}, record
+    assert (output_dir / "final" / "model.safetensors").is_file()

@@ -1,0 +1,1 @@
+"""TouchASP training side: data pipeline, corpus builders, training loop, evaluation and its metrics."""

@@ -1,0 +1,46 @@
+"""Word error rate after TouchASP's SpeechIO-style normalisation (`processing.text_normalization`).
+
+Load offline by path: `evaluate.load("/abs/path/training/metrics/touchasp_wer")`. evaluate copies this script out of
+the repository before importing it, so the normaliser is imported absolutely: the touchasp package must be
+installed (`pip install -e .`) or the repository root be on `sys.path`. WER is meant for space-delimited languages
+(`processing.text_normalization.is_space_delimited`); score Chinese and mixed text with touchasp_cer.
+"""
+
+import datasets
+import evaluate
+
+from processing.text_normalization import error_counts
+
+_DESCRIPTION = """Corpus-level WER: (substitutions + deletions + insertions) / reference words, summed over all pairs,
+after lower-casing, full-to-half-width folding and punctuation removal; words are the space-separated tokens."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (list of str): hypotheses.
+    references (list of str): reference transcripts; an empty one counts only the hypothesis' insertions.
+    normalize (bool, default True): apply `normalize_for_wer` to both sides; False scores the strings as given.
+Returns:
+    wer (float), substitutions, deletions, insertions, hits, reference_words (int).
+Example:
+    >>> wer = evaluate.load("training/metrics/touchasp_wer")
+    >>> wer.compute(predictions=["hello world"], references=["Hello, World!"])["wer"]
+    0.0
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class TouchASPWER(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions: list[str], references: list[str], normalize: bool = True) -> dict:
+        counts = error_counts(references, predictions, "word", normalize)
+        rate, reference_units = counts.pop("rate"), counts.pop("reference_units")
+        return {"wer": rate, **counts, "reference_words": reference_units}

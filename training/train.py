@@ -1,0 +1,539 @@
+"""Train TouchASP with Accelerate on `datasets` streams (one code path for one process and for DDP).
+
+    touchasp train --config training/configs/tiny.yaml [--resume] [--set data.max_batch_seconds=30 ...]
+    accelerate launch -m training.train --config training/configs/tiny.yaml [--resume]
+
+Two CPU processes (STACK.md 2f): `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2
+--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 29514 -m training.train --config ...`
+
+The recipe is a YAML file whose sections are `DEFAULTS` below. Every rank reads its own shard of the stream
+and runs exactly `max_steps` optimizer steps (endless per-rank iterators: uneven shards cannot hang DDP), with
+`elastic_step=global_step` so every rank draws the same k per eMoE layer. Output folder:
+`tokenizer/` (when trained by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
+`examples.jsonl` (ids per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
+from tqdm import tqdm
+
+from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration, save_touchasp
+from modeling_touchasp.emoe import TouchASPRouter
+from processing.feature_extraction_touchasp import TouchASPFeatureExtractor
+from processing.processing_touchasp import TouchASPProcessor
+from processing.tokenization_touchasp import TouchASPTokenizer, train_tokenizer
+from training.data import (
+    AugmentConfig,
+    Batch,
+    Featurizer,
+    StreamPosition,
+    batches,
+    corpus_stream,
+    load_noise_clips,
+    plan_batches,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "output_dir": None,
+    # TouchASPConfig keyword arguments, or `init_from: PATH` of a saved model folder (then its processor is used).
+    "model": {},
+    # `path` of a saved tokenizer, or train one from the training text with `vocab_size`.
+    "tokenizer": {"path": None, "vocab_size": 1000},
+    "data": {
+        "corpora": [],  # [{data_dir: PATH, weight: 1.0}, ...]
+        "stopping_strategy": "all_exhausted",
+        "max_batch_seconds": 60.0,
+        "bucket_pool_size": 64,  # rows sorted by duration together before cutting batches
+        "shuffle_buffer": 256,
+        "num_workers": 1,
+        "prefetch": 4,
+    },
+    "augment": {
+        "speed_factors": [0.9, 1.0, 1.1],
+        "speed_prob": 0.0,
+        "noise_data_dir": None,
+        "noise_prob": 0.0,
+        "snr_db": [5.0, 20.0],
+        "noise_max_clips": 256,
+    },
+    "optimizer": {"lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "eps": 1e-8},
+    "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.0},  # name: cosine | noam | constant
+    "max_steps": 1000,
+    "grad_accumulation": 1,
+    "grad_clip": 1.0,
+    "mixed_precision": "no",  # no | bf16 | auto (bf16 where the device supports it)
+    "eval": {"data": None, "ks": None, "interval": 0, "batch_size": 8, "max_rows": None},
+    "checkpoint": {"interval": 500, "keep_last": 3},
+    "log": {"interval": 10, "record_k": False},  # record_k: write the k every eMoE layer used, per rank and step
+}
+# Sections that may change between a run and its resume without changing what is trained.
+RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+TEMP_PREFIX = ".tmp-checkpoint-"
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """The recipe at `path` over `DEFAULTS`, then `--set section.key=value` overrides (values parsed as YAML;
+    list items by index: `data.corpora.0.data_dir=...`). Unknown keys are errors that name the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config {str(path)!r} does not exist")
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"training config {path} must be a YAML mapping of sections, got {type(recipe).__name__}")
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        if not equals:
+            raise ValueError(f"--set {override!r} must look like section.key=value")
+        _set_path(recipe, key.split("."), yaml.safe_load(value), override)
+    config = _merge(copy.deepcopy(DEFAULTS), recipe, str(path))
+    if not config["output_dir"]:
+        raise ValueError(f"{path}: output_dir is required")
+    if config["mixed_precision"] not in ("no", "bf16", "auto"):
+        raise ValueError(f"{path}: mixed_precision={config['mixed_precision']!r}; expected no, bf16 or auto")
+    if config["schedule"]["name"] not in ("cosine", "noam", "constant"):
+        raise ValueError(f"{path}: schedule.name={config['schedule']['name']!r}; expected cosine, noam or constant")
+    for corpus in config["data"]["corpora"]:
+        unknown = set(corpus) - {"data_dir", "weight"}
+        if unknown or "data_dir" not in corpus:
+            raise ValueError(f"{path}: data.corpora entry {corpus} must have data_dir and optional weight only")
+    return config
+
+
+def _set_path(tree: Any, keys: list[str], value: Any, override: str) -> None:
+    for position, key in enumerate(keys):
+        last = position == len(keys) - 1
+        if isinstance(tree, list):
+            if not key.isdigit() or int(key) >= len(tree):
+                raise ValueError(f"--set {override!r}: {key!r} is not an index of a list of {len(tree)}")
+            key = int(key)
+        elif not last:
+            tree = tree.setdefault(key, {})
+            continue
+        if last:
+            tree[key] = value
+        else:
+            tree = tree[key]
+
+
+def _merge(defaults: dict, recipe: dict, where: str) -> dict:
+    """`recipe` over `defaults`; every key must exist in `defaults` except inside `model` (TouchASPConfig's)."""
+    for key, value in recipe.items():
+        if key not in defaults:
+            raise ValueError(f"{where}: unknown key {key!r}; expected one of {sorted(defaults)}")
+        if key == "model":
+            defaults[key] = dict(value or {})
+        elif isinstance(defaults[key], dict) and defaults[key]:
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {key} must be a mapping, got {value!r}")
+            defaults[key] = _merge(defaults[key], value, f"{where}: {key}")
+        else:
+            defaults[key] = value
+    return defaults
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of everything that shapes the trajectory, so a resume refuses a changed recipe."""
+    trained = {key: value for key, value in config.items() if key not in RESUMABLE_SECTIONS}
+    trained["data"] = {k: v for k, v in trained["data"].items() if k not in ("num_workers", "prefetch")}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def corpus_texts(corpora: list[dict[str, Any]]) -> Iterator[str]:
+    """Transcripts of the training corpora, read from the parquet `text` column alone (no audio)."""
+    for corpus in corpora:
+        for shard in sorted(Path(corpus["data_dir"]).glob("**/*.parquet")):
+            for text in pq.read_table(shard, columns=["text"]).column("text").to_pylist():
+                if text:
+                    yield text
+
+
+def build_processor(config: dict[str, Any], output_dir: Path, accelerator: Accelerator) -> TouchASPProcessor:
+    """The recipe's first step: the init model's processor, a saved tokenizer, or one trained on the corpus text
+    (by rank 0, into output_dir/tokenizer, reused on resume)."""
+    if config["model"].get("init_from"):
+        return TouchASPProcessor.from_pretrained(config["model"]["init_from"])
+    path = config["tokenizer"]["path"]
+    if path is None:
+        path = output_dir / "tokenizer"
+        if accelerator.is_main_process and not (path / "tokenizer.json").is_file():
+            train_tokenizer(corpus_texts(config["data"]["corpora"]), path, config["tokenizer"]["vocab_size"])
+        accelerator.wait_for_everyone()
+    elif not Path(path, "tokenizer.json").is_file():
+        raise FileNotFoundError(f"tokenizer.path {str(path)!r} holds no tokenizer.json")
+    return TouchASPProcessor(TouchASPFeatureExtractor(), TouchASPTokenizer.from_pretrained(str(path)))
+
+
+def build_model(config: dict[str, Any], processor: TouchASPProcessor) -> TouchASPForConditionalGeneration:
+    """A fresh model sized to the tokenizer (special ids from it), or the `init_from` folder's weights."""
+    kwargs = dict(config["model"])
+    init_from = kwargs.pop("init_from", None)
+    if init_from:
+        return TouchASPForConditionalGeneration.from_pretrained(init_from, **kwargs)
+    tokenizer = processor.tokenizer
+    ids = dict(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.sot_token_id,
+        decoder_start_token_id=tokenizer.sot_token_id, eos_token_id=tokenizer.eot_token_id,
+        transcribe_token_id=tokenizer.transcribe_token_id,
+    )
+    return TouchASPForConditionalGeneration(TouchASPConfig(**{**ids, **kwargs}))
+
+
+def learning_rate_lambda(schedule: dict[str, Any], max_steps: int):
+    """Multiplier of the base lr at a step: linear warmup, then cosine to `min_lr_ratio`, Noam's inverse square
+    root (normalised to 1 at the end of warmup), or constant."""
+    warmup = max(int(schedule["warmup_steps"]), 0)
+    minimum = float(schedule["min_lr_ratio"])
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule["name"] == "noam":
+            return math.sqrt(max(warmup, 1) / (step + 1))
+        if schedule["name"] == "cosine":
+            progress = min((step - warmup) / max(max_steps - warmup, 1), 1.0)
+            return minimum + (1 - minimum) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    return multiplier
+
+
+def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every finished checkpoint, oldest first. Temp folders are never listed, and a folder
+    without `trainer_state.json` (written last, before the atomic rename) is not complete."""
+    found = []
+    for folder in output_dir.glob("checkpoint-*") if output_dir.is_dir() else ():
+        match = CHECKPOINT_PATTERN.match(folder.name)
+        if match and (folder / TRAINER_STATE).is_file():
+            found.append((int(match.group(1)), folder))
+    return sorted(found)
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, step: int, position: StreamPosition, hash_: str, keep_last: int
+) -> None:
+    """`save_state` (model, optimizer, scheduler, RNG of every rank) into a temp folder, then `trainer_state.json`
+    (step, every rank's stream position, config hash), then one `os.replace` to `checkpoint-STEP`."""
+    positions = gather_object([position.to_dict()])
+    temp = output_dir / f"{TEMP_PREFIX}{step}"
+    if accelerator.is_main_process and temp.exists():
+        shutil.rmtree(temp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {"global_step": step, "stream_positions": positions, "config_hash": hash_}
+        (temp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        final = output_dir / f"checkpoint-{step}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temp, final)
+        for _, old in complete_checkpoints(output_dir)[:-keep_last] if keep_last > 0 else ():
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def restore_checkpoint(accelerator: Accelerator, output_dir: Path, hash_: str) -> tuple[int, StreamPosition]:
+    """Load the newest complete checkpoint; (global step, this rank's stream position). (0, start) when none."""
+    checkpoints = complete_checkpoints(output_dir)
+    if not checkpoints:
+        accelerator.print(f"--resume: no complete checkpoint in {output_dir}; starting from step 0")
+        return 0, StreamPosition()
+    step, folder = checkpoints[-1]
+    state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    if state["config_hash"] != hash_:
+        raise ValueError(
+            f"{folder} was trained with another recipe (config hash {state['config_hash']}, now {hash_}); only the "
+            f"sections {', '.join(RESUMABLE_SECTIONS)} may change on --resume"
+        )
+    if len(state["stream_positions"]) != accelerator.num_processes:
+        raise ValueError(
+            f"{folder} holds {len(state['stream_positions'])} ranks' stream positions; resume it with as many "
+            f"processes, not {accelerator.num_processes}"
+        )
+    accelerator.load_state(str(folder))
+    accelerator.print(f"resumed from {folder} at step {step}")
+    return step, StreamPosition(**state["stream_positions"][accelerator.process_index])
+
+
+class KRecorder:
+    """Records the k each eMoE router actually used (its top-k width), to check that ranks agree."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.ks: list[int] = []
+        for module in model.modules():
+            if isinstance(module, TouchASPRouter):
+                module.register_forward_hook(lambda _module, _inputs, output: self.ks.append(output[2].shape[-1]))
+
+    def pop(self) -> list[int]:
+        ks, self.ks = self.ks, []
+        return ks
+
+
+class Evaluator:
+    """Scores the model on `eval.data` at each k with `training.evaluation` (rank 0 only)."""
+
+    def __init__(self, eval_config: dict[str, Any], ks: list[int]):
+        from training.evaluation import load_metrics, read_rows
+
+        rows = list(read_rows(eval_config["data"]))
+        self.rows = rows[: eval_config["max_rows"]] if eval_config["max_rows"] else rows
+        self.ks = ks
+        self.batch_size = eval_config["batch_size"]
+        self.metrics = load_metrics()
+
+    def __call__(self, model: TouchASPForConditionalGeneration, processor: TouchASPProcessor) -> dict[str, float]:
+        """Flat scores: `eval/k{k}/cer`, `lid_accuracy`, `gender_accuracy`, `event_micro_f1` (where labelled)."""
+        from training.evaluation import decode_rows, score_rows
+
+        model.eval()
+        scores = {}
+        try:
+            for k in self.ks:
+                decoded, _, _ = decode_rows(model, processor, self.rows, k, self.batch_size)
+                result = score_rows(self.rows, decoded, self.metrics)
+                headline = {
+                    "cer": (result["cer"] or {}).get("all", {}).get("cer"),
+                    "lid_accuracy": (result["language"] or {}).get("accuracy"),
+                    "gender_accuracy": (result["gender"] or {}).get("accuracy"),
+                    "event_micro_f1": (result["events"] or {}).get("micro_f1"),
+                }
+                scores.update({f"eval/k{k}/{name}": value for name, value in headline.items() if value is not None})
+        finally:
+            model.train()
+        return scores
+
+
+def _flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TensorBoard hparams take scalars only: nested keys joined by '.', lists and None as strings."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat_hparams(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool) -> None:
+    """Create `output_dir`, drop temp folders of interrupted saves, and start a fresh run's per-step logs empty
+    (a resume appends to them: the last record of a step wins). A fresh run refuses a folder with checkpoints."""
+    if not resume and complete_checkpoints(output_dir):
+        raise FileExistsError(
+            f"output_dir {output_dir} already holds checkpoints; pass --resume to continue them, or choose another"
+        )
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for stale in output_dir.glob(f"{TEMP_PREFIX}*"):
+            shutil.rmtree(stale)
+        for log in () if resume else ("examples.jsonl", "eval_results.jsonl", "drawn_k_rank*.jsonl"):
+            for path in output_dir.glob(log):
+                path.unlink()
+    accelerator.wait_for_everyone()
+
+
+def build_optimizer(
+    model: torch.nn.Module, config: dict[str, Any]
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its warmup + decay schedule, both from the recipe."""
+    settings = config["optimizer"]
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings["lr"], betas=tuple(settings["betas"]),
+        weight_decay=settings["weight_decay"], eps=settings["eps"],
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, learning_rate_lambda(config["schedule"], config["max_steps"])
+    )
+    return optimizer, scheduler
+
+
+def train(config: dict[str, Any], resume: bool = False) -> Path:
+    """Run the recipe `config` (see `load_config`); returns the folder of the final model."""
+    output_dir = Path(config["output_dir"])
+    accelerator = Accelerator(
+        mixed_precision=_mixed_precision(config["mixed_precision"]),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    prepare_output_dir(accelerator, output_dir, resume)
+    set_seed(config["seed"])
+    hash_ = config_hash(config)
+
+    # The stream first: a wrong corpus path fails before the tokenizer is trained on it.
+    data = config["data"]
+    stream = corpus_stream(
+        data["corpora"], config["seed"], data["shuffle_buffer"], rank, world_size, data["stopping_strategy"]
+    )
+    augment = AugmentConfig(**config["augment"])
+    noise = load_noise_clips(augment.noise_data_dir, augment.noise_max_clips) if augment.noise_data_dir else []
+    processor = build_processor(config, output_dir, accelerator)
+    model = build_model(config, processor)
+    model.train()
+    optimizer, scheduler = build_optimizer(model, config)
+    # The scheduler is not passed to prepare(): Accelerate's wrapper steps it once per process, which would make
+    # the schedule depend on the world size. It is still saved with the state.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    recorder = KRecorder(model) if config["log"]["record_k"] else None
+
+    step, position = restore_checkpoint(accelerator, output_dir, hash_) if resume else (0, StreamPosition())
+
+    plan = plan_batches(stream, data["max_batch_seconds"], data["bucket_pool_size"], config["seed"], position)
+    featurizer = Featurizer(processor, augment, noise, config["seed"], rank)
+    stream_batches = batches(plan, featurizer, data["num_workers"], data["prefetch"])
+
+    eval_config = config["eval"]
+    evaluator = None
+    if accelerator.is_main_process and eval_config["data"] and eval_config["interval"] > 0:
+        unwrapped = accelerator.unwrap_model(model)
+        evaluator = Evaluator(eval_config, eval_config["ks"] or unwrapped.config.elastic_k_choices)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("touchasp", config=_flat_hparams(config))
+
+    progress = tqdm(
+        total=config["max_steps"], initial=step, desc="train", disable=not accelerator.is_local_main_process
+    )
+    window_started, window_seconds = time.perf_counter(), 0.0
+    while step < config["max_steps"]:
+        loss, seconds, ids, position = _train_step(
+            accelerator, model, optimizer, scheduler, stream_batches, step, config
+        )
+        step += 1
+        window_seconds += seconds
+        all_ids = gather_object([ids])
+        if accelerator.is_main_process:
+            step_ids = [identifier for rank_ids in all_ids for identifier in rank_ids]
+            _append_jsonl(output_dir / "examples.jsonl", {"step": step, "loss": loss, "ids": step_ids})
+        if recorder is not None:
+            _append_jsonl(output_dir / f"drawn_k_rank{rank}.jsonl", {"step": step, "k": recorder.pop()})
+        speed = window_seconds / (time.perf_counter() - window_started)
+        progress.set_postfix(loss=f"{loss:.4f}", audio_s_per_s=f"{speed:.1f}")
+        progress.update(1)
+        if _due(step, config["log"]["interval"], config["max_steps"]):
+            accelerator.log(
+                {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/audio_seconds_per_second": speed},
+                step=step,
+            )
+            window_started, window_seconds = time.perf_counter(), 0.0
+        if eval_config["data"] and _due(step, eval_config["interval"], config["max_steps"]):
+            if evaluator is not None:
+                scores = evaluator(accelerator.unwrap_model(model), processor)
+                accelerator.log(scores, step=step)
+                _append_jsonl(output_dir / "eval_results.jsonl", {"step": step, **scores})
+            accelerator.wait_for_everyone()  # the other ranks wait for rank 0's evaluation
+        if _due(step, config["checkpoint"]["interval"], config["max_steps"]):
+            save_checkpoint(accelerator, output_dir, step, position, hash_, config["checkpoint"]["keep_last"])
+    progress.close()
+
+    final = output_dir / "final"
+    if accelerator.is_main_process:
+        save_touchasp(accelerator.unwrap_model(model), processor, final)
+    accelerator.end_training()
+    stream_batches.close()
+    return final
+
+
+def _train_step(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    stream_batches: Iterator[Batch],
+    step: int,
+    config: dict[str, Any],
+) -> tuple[float, float, list[str], StreamPosition]:
+    """One optimizer step over `grad_accumulation` batches, all at `elastic_step=step` (one k draw per step).
+
+    Returns (mean loss over ranks and batches, audio seconds of all ranks, this rank's example ids, the stream
+    position after the last batch)."""
+    accumulation = config["grad_accumulation"]
+    totals = torch.zeros(2)
+    ids: list[str] = []
+    for micro in range(accumulation):
+        batch = next(stream_batches)
+        # Gradients are all-reduced once, on the last micro-batch.
+        sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
+        with sync, accelerator.autocast():
+            inputs = {name: tensor.to(accelerator.device) for name, tensor in batch.inputs.items()}
+            loss = model(**inputs, elastic_step=step).loss
+            accelerator.backward(loss / accumulation)
+        totals += torch.tensor([loss.item() / accumulation, batch.seconds])
+        ids += batch.ids
+    if config["grad_clip"]:
+        accelerator.clip_grad_norm_(model.parameters(), config["grad_clip"])
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, seconds = accelerator.reduce(totals.to(accelerator.device), reduction="sum").tolist()
+    return loss_sum / accelerator.num_processes, seconds, ids, batch.position_after
+
+
+def _due(step: int, interval: int, max_steps: int) -> bool:
+    """Whether a periodic action (interval <= 0: never) runs after `step`; every one also runs after the last."""
+    return interval > 0 and (step % interval == 0 or step == max_steps)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `touchasp train`."""
+    parser.add_argument("--config", required=True, help="training recipe (YAML), e.g. training/configs/tiny.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set data.corpora.0.data_dir=corpora/mixed/train --set max_steps=50",
+    )
+    parser.add_argument("--data-dir", help="shorthand for --set data.corpora.0.data_dir=DATA_DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`touchasp train`: load the recipe with its overrides and train."""
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.corpora.0.data_dir={args.data_dir}")
+    final = train(load_config(args.config, overrides), resume=args.resume)
+    print(f"final model in {final}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="touchasp train", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
