@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 import soundfile
 import yaml
 from datasets import Audio, Dataset, Features, List, Value
@@ -114,11 +115,22 @@ def free_port() -> int:
 
 
 def run_training(*args: str) -> subprocess.Popen:
-    """`python -m training.train ...` in its own process group, which its data workers join."""
+    """`python -m training.train ...` in its own process group, which its data workers join. One intra-op
+    thread: with two, CPU kernels already differ by ~1e-5 between two identical runs in one process (measured),
+    which would hide what this file tests, the resume logic."""
     return subprocess.Popen(
         [sys.executable, "-m", "training.train", *args], cwd=REPOSITORY, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+
+
+@pytest.fixture
+def single_thread():
+    """The in-process twin of run_training's OMP_NUM_THREADS=1, for tests that compare weights to 1e-6."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def workers_exit(group: int, timeout: float = 30.0) -> bool:
@@ -155,7 +167,7 @@ def test_overfits_eight_utterances(corpus, tmp_path):
             assert f"eval/k{k}/{name}" in scores
 
 
-def test_resume_after_sigkill_continues_exactly(corpus, tmp_path):
+def test_resume_after_sigkill_continues_exactly(corpus, tmp_path, single_thread):
     max_steps = 10
     straight = tmp_path / "straight"
     train(load_config(write_recipe(tmp_path / "straight.yaml", corpus, straight, max_steps=max_steps)))
@@ -185,7 +197,7 @@ def test_resume_after_sigkill_continues_exactly(corpus, tmp_path):
     assert max(float(np.abs(reference[name] - weights[name]).max()) for name in reference) <= 1e-6
 
 
-def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path):
+def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path, single_thread):
     output_dir = tmp_path / "run"
     recipe = write_recipe(
         tmp_path / "recipe.yaml", corpus, output_dir, max_steps=3, checkpoint={"interval": 1, "keep_last": 5}
