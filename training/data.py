@@ -27,12 +27,20 @@ from typing import Any
 import numpy as np
 import soxr
 import torch
-from datasets import Audio, IterableDataset, interleave_datasets, load_dataset
+from datasets import Audio, Dataset, Features, IterableDataset, List, Value, interleave_datasets, load_dataset
 from datasets.distributed import split_dataset_by_node
 
 from processing.processing_touchasp import TouchASPProcessor
 
 TARGET_FIELDS = ("text", "language", "emotion", "gender", "events")
+# The corpus row schema of DESIGN.md section 6.
+CORPUS_FEATURES = Features(
+    {
+        "audio": Audio(), "text": Value("string"), "language": Value("string"), "emotion": Value("string"),
+        "gender": Value("string"), "events": List(Value("string")), "id": Value("string"),
+        "duration": Value("float32"), "source": Value("string"),
+    }
+)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -73,6 +81,18 @@ class PlannedBatch:
     @property
     def seconds(self) -> float:
         return float(sum(row["duration"] for row in self.rows))
+
+
+def write_corpus(columns: dict[str, list], out_dir: str | Path, num_shards: int = 1) -> Path:
+    """Write rows in the DESIGN.md section-6 schema (`audio` as {"bytes", "path"}) as parquet shards that
+    `load_corpus` streams back."""
+    table = Dataset.from_dict(columns, features=CORPUS_FEATURES)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for shard in range(num_shards):
+        path = out_dir / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
+        table.shard(num_shards, shard, contiguous=True).to_parquet(str(path))
+    return out_dir
 
 
 def load_corpus(data_dir: str | Path) -> IterableDataset:

@@ -10,7 +10,7 @@ The recipe is a YAML file whose sections are `DEFAULTS` below. Every rank reads 
 and runs exactly `max_steps` optimizer steps (endless per-rank iterators: uneven shards cannot hang DDP), with
 `elastic_step=global_step` so every rank draws the same k per eMoE layer. Output folder:
 `tokenizer/` (when trained by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
-`examples.jsonl` (ids per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder).
+`examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder).
 """
 
 from __future__ import annotations
@@ -425,15 +425,21 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     )
     window_started, window_seconds = time.perf_counter(), 0.0
     while step < config["max_steps"]:
-        loss, seconds, ids, position = _train_step(
+        step_started = time.perf_counter()
+        loss, seconds, data_wait, ids, position = _train_step(
             accelerator, model, optimizer, scheduler, stream_batches, step, config
         )
+        step_seconds = time.perf_counter() - step_started
         step += 1
         window_seconds += seconds
         all_ids = gather_object([ids])
         if accelerator.is_main_process:
             step_ids = [identifier for rank_ids in all_ids for identifier in rank_ids]
-            _append_jsonl(output_dir / "examples.jsonl", {"step": step, "loss": loss, "ids": step_ids})
+            _append_jsonl(
+                output_dir / "examples.jsonl",
+                {"step": step, "loss": loss, "ids": step_ids, "audio_seconds": seconds,
+                 "step_seconds": step_seconds, "data_wait_seconds": data_wait},
+            )
         if recorder is not None:
             _append_jsonl(output_dir / f"drawn_k_rank{rank}.jsonl", {"step": step, "k": recorder.pop()})
         speed = window_seconds / (time.perf_counter() - window_started)
@@ -441,7 +447,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
         progress.update(1)
         if _due(step, config["log"]["interval"], config["max_steps"]):
             accelerator.log(
-                {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/audio_seconds_per_second": speed},
+                {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/audio_seconds_per_second": speed,
+                 "train/data_wait_share": data_wait / step_seconds},
                 step=step,
             )
             window_started, window_seconds = time.perf_counter(), 0.0
@@ -471,16 +478,19 @@ def _train_step(
     stream_batches: Iterator[Batch],
     step: int,
     config: dict[str, Any],
-) -> tuple[float, float, list[str], StreamPosition]:
+) -> tuple[float, float, float, list[str], StreamPosition]:
     """One optimizer step over `grad_accumulation` batches, all at `elastic_step=step` (one k draw per step).
 
-    Returns (mean loss over ranks and batches, audio seconds of all ranks, this rank's example ids, the stream
-    position after the last batch)."""
+    Returns (mean loss over ranks and batches, audio seconds of all ranks, seconds this rank waited for data,
+    this rank's example ids, the stream position after the last batch)."""
     accumulation = config["grad_accumulation"]
     totals = torch.zeros(2)
     ids: list[str] = []
+    data_wait = 0.0
     for micro in range(accumulation):
+        waiting_since = time.perf_counter()
         batch = next(stream_batches)
+        data_wait += time.perf_counter() - waiting_since
         # Gradients are all-reduced once, on the last micro-batch.
         sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
@@ -495,7 +505,7 @@ def _train_step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     loss_sum, seconds = accelerator.reduce(totals.to(accelerator.device), reduction="sum").tolist()
-    return loss_sum / accelerator.num_processes, seconds, ids, batch.position_after
+    return loss_sum / accelerator.num_processes, seconds, data_wait, ids, batch.position_after
 
 
 def _due(step: int, interval: int, max_steps: int) -> bool:

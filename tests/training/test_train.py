@@ -17,10 +17,10 @@ import pytest
 import torch
 import soundfile
 import yaml
-from datasets import Audio, Dataset, Features, List, Value
 from safetensors.numpy import load_file
 
 from tests.conftest import HAS_ESPEAK, synthesize, tiny_config_kwargs
+from training.data import CORPUS_FEATURES, write_corpus
 from training.train import complete_checkpoints, load_config, train
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -35,14 +35,6 @@ UTTERANCES = [
     ("de-0", "de", "de+m3", "male", "guten morgen", ["Speech"]),
     ("de-1", None, "de+f3", "female", "danke schön", None),
 ]
-FEATURES = Features(
-    {
-        "audio": Audio(), "text": Value("string"), "language": Value("string"), "emotion": Value("string"),
-        "gender": Value("string"), "events": List(Value("string")), "id": Value("string"),
-        "duration": Value("float32"), "source": Value("string"),
-    }
-)
-
 pytestmark = pytest.mark.skipif(not HAS_ESPEAK, reason="the training corpus is spoken by espeak-ng (and sox)")
 
 
@@ -57,7 +49,7 @@ def no_pause_between_passes(monkeypatch):
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two parquet shards in the DESIGN.md section-6 layout, 8 utterances of about one to two seconds."""
     wav_dir = tmp_path_factory.mktemp("corpus_wavs")
-    columns = {name: [] for name in FEATURES}
+    columns = {name: [] for name in CORPUS_FEATURES}
     for utterance, language, voice, gender, text, events in UTTERANCES:
         path = synthesize(text, wav_dir / f"{utterance}.wav", voice)
         columns["audio"].append({"bytes": path.read_bytes(), "path": path.name})
@@ -67,11 +59,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         labels = {"id": utterance, "language": language, "gender": gender, "text": text, "events": events}
         for name, value in labels.items():
             columns[name].append(value)
-    table = Dataset.from_dict(columns, features=FEATURES)
-    data_dir = tmp_path_factory.mktemp("corpus")
-    for shard in range(2):
-        table.shard(2, shard, contiguous=True).to_parquet(str(data_dir / f"train-{shard:05d}-of-00002.parquet"))
-    return data_dir
+    return write_corpus(columns, tmp_path_factory.mktemp("corpus"), num_shards=2)
 
 
 def write_recipe(path: Path, corpus: Path, output_dir: Path, **overrides) -> Path:
@@ -158,6 +146,8 @@ def test_overfits_eight_utterances(corpus, tmp_path):
     steps = steps_of(tmp_path / "run")
     assert sorted(steps) == list(range(1, 151))
     assert all(len(record["ids"]) == len(UTTERANCES) for record in steps.values())
+    assert all(record["audio_seconds"] > 0 for record in steps.values())
+    assert all(0 <= record["data_wait_seconds"] <= record["step_seconds"] for record in steps.values())
     assert steps[150]["loss"] < 0.1 * steps[1]["loss"], (steps[1]["loss"], steps[150]["loss"])
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
     scores = json.loads((tmp_path / "run" / "eval_results.jsonl").read_text(encoding="utf-8"))
