@@ -91,6 +91,8 @@ def perceive(args: argparse.Namespace) -> int:
 # Subcommands that live in their packages, imported only when chosen so `perceive` starts fast.
 SUBCOMMANDS = {
     "train": ("training.train", "train a model from a YAML recipe (also: accelerate launch -m training.train)"),
+    "corpus": ("training.corpus", "build a multilingual multi-task corpus from Debian audio and espeak-ng"),
+    "pipeline": ("training.pipeline", "turn long recordings into validated training shards (VAD + two systems)"),
     "evaluate": ("training.evaluation", "score a model at several numbers of active experts (the budget table)"),
     "export": ("hub_cards.export", "write a complete Hub model folder with its model card"),
     "push": ("hub_cards.push", "upload a model or Space folder to the Hugging Face Hub"),

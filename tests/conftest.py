@@ -106,3 +106,109 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_processor) -> 
     path = tmp_path_factory.mktemp("tiny_touchasp")
     save_touchasp(TouchASPForConditionalGeneration(config), tiny_processor, path)
     return path
+
+
+def _write_audio(kind: str, text: str, path: Path) -> None:
+    """espeak-ng speech of `text` ("speech"; a chirp without espeak-ng) or a chirp ("chirp") in `path`'s format."""
+    wav = path.with_name(path.stem + ".tmp.wav")
+    if kind == "speech" and HAS_ESPEAK:
+        synthesize(text, wav)
+    else:
+        _write_chirp(wav)
+    samples, rate = soundfile.read(wav)
+    wav.unlink()
+    formats = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG"}
+    soundfile.write(path, samples, rate, format=formats[path.suffix])
+
+
+def _fake_package(cache: Path, package: str, files: dict[str, str | bytes | tuple[str, str]]) -> Path:
+    """A package tree as training.sources.fetch_package leaves it: text, bytes, or ("speech", text) audio."""
+    root = cache / package
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, tuple):
+            _write_audio(*content, path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    (root / ".complete").write_text("fake\n")
+    return root
+
+
+def _opensfx_catalogue(entries: list[tuple[str, bytes]]) -> bytes:
+    """An opensfx.cat: (offset | 0x80000000, size) uint32 pairs, then length-prefixed titles and RIFF wavs."""
+    import struct
+
+    table_size = 8 * len(entries)
+    table, body = b"", b""
+    for title, wav in entries:
+        entry = bytes([len(title) + 1]) + title.encode("latin-1") + b"\0" + wav
+        table += struct.pack("<II", (table_size + len(body)) | 0x80000000, len(entry))
+        body += entry
+    return table + body
+
+
+@pytest.fixture(scope="session")
+def fake_debian_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `training.sources` cache holding small look-alikes of every Debian package DATA.md names, so corpus
+    and source tests run offline. Speech is espeak-ng (a chirp without it); events are chirps."""
+    import gzip
+
+    cache = tmp_path_factory.mktemp("debian")
+    copyright_file = "Format: x\n\nFiles: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n"
+    voices = {"en": "en_US_f_Allison", "es": "es_MX_f_Allison", "fr": "fr_CA_f_June", "it": "it_IT_m_Carlo",
+              "ru": "ru_RU_f_IvrvoiceRU"}  # fmt: skip
+    prompts = {"activated": "Activated.", "goodbye": "Goodbye.", "beep": "[a beep tone]"}
+    for language, speaker in voices.items():
+        _fake_package(cache, f"asterisk-core-sounds-{language}-wav", {
+            **{f"usr/share/asterisk/sounds/{speaker}/{name}.wav": ("speech", text) for name, text in prompts.items()},
+            f"usr/share/doc/asterisk-core-sounds-{language}-wav/copyright": copyright_file,
+        })  # fmt: skip
+        transcript = "; header\n\n" + "".join(f"{name}: {text}\n" for name, text in prompts.items())
+        _fake_package(cache, f"asterisk-core-sounds-{language}", {
+            f"usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz":
+                gzip.compress(transcript.encode()),
+        })  # fmt: skip
+    game = "usr/share/games/fillets-ng"
+    dialogs = {
+        "cs": 'dialogId("l-1", "font_small", "Hello there.")\ndialogStr("Ahoj tam.")\n\n'
+              'dialogId("l-2", "font_big", "What a ship.")\ndialogStr("Jaka lod.")\n',
+        "nl": 'dialogId("l-1", "font_small", "Hello there.")\ndialogStr("Hallo daar.")\n',
+        "en": 'dialogId("l-1", "font_small", "Hello there.")\n',
+    }  # fmt: skip
+    _fake_package(cache, "fillets-ng-data", {
+        **{f"{game}/script/city/dialogs_{language}.lua": text for language, text in dialogs.items()},
+        f"{game}/sound/city/en/l-1.ogg": ("speech", "Hello there."), f"{game}/music/theme.ogg": ("chirp", ""),
+    })  # fmt: skip
+    for language, lines in (("cs", {"l-1": "Ahoj tam.", "l-2": "Jaka lod."}), ("nl", {"l-1": "Hallo daar."})):
+        _fake_package(cache, f"fillets-ng-data-{language}", {
+            f"{game}/sound/city/{language}/{line}.ogg": ("speech", text) for line, text in lines.items()
+        })  # fmt: skip
+    stamps = "usr/share/tuxpaint/stamps/animals"
+    _fake_package(cache, "tuxpaint-stamps-default", {
+        f"{stamps}/frog.txt": "A frog.\nfr.utf8=Une grenouille.\nde.utf8=Ein Frosch.\nzh_CN.utf8=青蛙。\n"
+                              "zh_TW.utf8=青蛙。\nes.utf8=Una rana 2.\n",
+        f"{stamps}/dog.txt": "A dog.\nfr.utf8=Un chien.\nde.utf8=Ein Hund.\nzh_CN.utf8=狗。\nzh_TW.utf8=狗。\n",
+        f"{stamps}/frog_desc.ogg": ("speech", "A frog."), f"{stamps}/frog_desc_fr.ogg": ("speech", "Une grenouille."),
+        f"{stamps}/frog.ogg": ("chirp", ""), f"{stamps}/dog.ogg": ("chirp", ""), f"{stamps}/a_filled.ogg": ("chirp", ""),
+        "usr/share/doc/tuxpaint-stamps-default/copyright": "Files: *\nLicense: GPL-2\n",
+    })  # fmt: skip
+    _write_chirp(cache / "chirp.wav")
+    wav = (cache / "chirp.wav").read_bytes()
+    _fake_package(cache, "openttd-opensfx", {
+        "usr/share/games/openttd/baseset/opensfx/opensfx.cat": _opensfx_catalogue([
+            ('"Applause". By someone. License: Creative Commons Zero 1.0.', wav),
+            ('"Unused/Nothing". Trivial empty sound file. License: Creative Commons Zero 1.0.', wav[:44]),
+            ('"Sheep". By someone. License: Creative Commons Attribution 3.0 Unported.', wav),
+        ]),
+    })  # fmt: skip
+    _fake_package(cache, "tuxpaint-data", {"usr/share/tuxpaint/sounds/giggle.wav": ("chirp", "")})
+    _fake_package(cache, "sonic-pi-samples", {
+        "usr/share/sonic-pi/samples/drum_snare_hard.flac": ("chirp", ""),
+        "usr/share/sonic-pi/samples/bd_boom.flac": ("chirp", ""),
+    })  # fmt: skip
+    _fake_package(cache, "sound-theme-freedesktop", {"usr/share/sounds/freedesktop/stereo/bell.oga": ("chirp", "")})
+    _fake_package(cache, "asterisk-moh-opsound-wav", {"usr/share/asterisk/moh/song.wav": ("chirp", "")})
+    return cache

@@ -83,14 +83,14 @@ class PlannedBatch:
         return float(sum(row["duration"] for row in self.rows))
 
 
-def write_corpus(columns: dict[str, list], out_dir: str | Path, num_shards: int = 1) -> Path:
-    """Write rows in the DESIGN.md section-6 schema (`audio` as {"bytes", "path"}) as parquet shards that
-    `load_corpus` streams back."""
+def write_corpus(columns: dict[str, list], out_dir: str | Path, num_shards: int = 1, split: str = "train") -> Path:
+    """Write rows in the DESIGN.md section-6 schema (`audio` as {"bytes", "path"}) as parquet shards
+    `SPLIT-00000-of-0000N.parquet` that `load_corpus` streams back."""
     table = Dataset.from_dict(columns, features=CORPUS_FEATURES)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for shard in range(num_shards):
-        path = out_dir / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
+        path = out_dir / f"{split}-{shard:05d}-of-{num_shards:05d}.parquet"
         table.shard(num_shards, shard, contiguous=True).to_parquet(str(path))
     return out_dir
 
@@ -137,6 +137,13 @@ def corpus_stream(
             streams, probabilities=(weights / weights.sum()).tolist(), seed=seed, stopping_strategy=stopping_strategy
         )
     return split_dataset_by_node(mixed, rank=rank, world_size=world_size).shuffle(seed=seed, buffer_size=shuffle_buffer)
+
+
+def fits_decoder(row: dict[str, Any], processor: TouchASPProcessor, max_target_positions: int) -> bool:
+    """Whether the row's decoder target (task tokens + transcript + eot) fits the model; longer rows are left
+    out of training, as Whisper's recipes drop transcripts over 448 tokens, instead of crashing the step."""
+    labels, _ = processor.build_target(**{name: row[name] for name in TARGET_FIELDS})
+    return len(labels) <= max_target_positions
 
 
 def bucket_by_duration(rows: list[dict[str, Any]], max_batch_seconds: float) -> list[list[int]]:

@@ -49,6 +49,7 @@ from training.data import (
     StreamPosition,
     batches,
     corpus_stream,
+    fits_decoder,
     load_noise_clips,
     plan_batches,
 )
@@ -399,6 +400,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     processor = build_processor(config, output_dir, accelerator)
     model = build_model(config, processor)
     model.train()
+    stream = stream.filter(fits_decoder, fn_kwargs=dict(processor=processor,
+                                                        max_target_positions=model.config.max_target_positions))
     optimizer, scheduler = build_optimizer(model, config)
     # The scheduler is not passed to prepare(): Accelerate's wrapper steps it once per process, which would make
     # the schedule depend on the world size. It is still saved with the state.
