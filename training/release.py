@@ -1,0 +1,168 @@
+"""Release the shipped `touchasp-tiny`: score the elastic model and its static twin on each held-out part of the
+corpus, check the targets of the training issue, and export the model folder the CLI, pipeline and demo load.
+
+    python -m training.release --elastic runs/touchasp-tiny/final --static runs/touchasp-tiny-static/final \
+        --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300]
+
+The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
+`--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
+those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
+`evaluation/static/` (the twin on the synthetic part, at the same k), `targets.json` and `targets.md`
+(every target with its measured value and whether it is met), and `training_data.json` (sources, licences,
+languages and events of the corpus, which the card lists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Audio
+
+from hub_cards.export import export_model
+from training.evaluation import evaluate_model, load_metrics, parse_ks, read_rows, score_rows
+
+PARTS = ("synthetic", "real", "events")
+CER_TARGET, LID_TARGET, GENDER_TARGET, EVENT_F1_TARGET = 0.15, 0.95, 0.95, 0.8
+K1_RATIO_TARGET, STATIC_GAP_TARGET = 1.3, 0.10
+
+
+def _at(results: dict[str, Any], k: int) -> dict[str, Any]:
+    return next(budget for budget in results["budgets"] if budget["k"] == k)
+
+
+def _cer(results: dict[str, Any], k: int, language: str = "all") -> float | None:
+    cer = _at(results, k)["cer"] or {}
+    return cer[language]["cer"] if language in cer else None
+
+
+def targets(parts: dict[str, dict], overall: dict[str, Any], static: dict[str, Any], k_max: int) -> list[dict]:
+    """Every target of the training issue: name, measured value, goal, and whether it is met (None: not a goal or
+    no data). `parts` are the results per test part, `overall` on the whole test split, `static` the twin's."""
+    synthetic, k_values = parts["synthetic"], [budget["k"] for budget in parts["synthetic"]["budgets"]]
+
+    def row(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
+        return {"target": name, "value": value, "goal": goal, "met": met if value is not None else None}
+
+    def score(results: dict[str, Any], slot: str, key: str) -> float | None:
+        found = _at(results, k_max)[slot]
+        return found[key] if found else None
+
+    rows = []
+    for language in ("en", "zh"):
+        value = _cer(synthetic, k_max, language)
+        rows.append(row(f"CER synthetic {language} at k={k_max}", value, f"<= {CER_TARGET}",
+                        value is not None and value <= CER_TARGET))  # fmt: skip
+    for language, found in sorted((_at(parts["real"], k_max)["cer"] or {}).items()):
+        rows.append(row(f"CER real {language} at k={k_max}", found["cer"], "reported", None))
+    for slot, goal in (("language", LID_TARGET), ("gender", GENDER_TARGET)):
+        value = score(overall, slot, "accuracy")
+        rows.append(row(f"{slot} accuracy (whole test split) at k={k_max}", value, f">= {goal}",
+                        value is not None and value >= goal))  # fmt: skip
+    for name, results in (("events part", parts["events"]), ("whole test split", overall)):
+        value = score(results, "events", "micro_f1")
+        rows.append(row(f"event micro-F1 ({name}) at k={k_max}", value, f">= {EVENT_F1_TARGET}",
+                        value is not None and value >= EVENT_F1_TARGET))  # fmt: skip
+    k1, kmax = _cer(synthetic, min(k_values)), _cer(synthetic, k_max)
+    ratio = k1 / kmax if k1 is not None and kmax else None
+    rows.append(row(f"CER k={min(k_values)} / CER k={k_max} (synthetic, all languages)", ratio,
+                    f"<= {K1_RATIO_TARGET}", ratio is not None and ratio <= K1_RATIO_TARGET))  # fmt: skip
+    for k in k_values:
+        elastic_cer, static_cer = _cer(synthetic, k), _cer(static, k)
+        gap = (elastic_cer - static_cer) / static_cer if elastic_cer is not None and static_cer else None
+        goal = f"<= {STATIC_GAP_TARGET} relative" if k == k_max else "elastic far better at small k"
+        met = gap is not None and gap <= STATIC_GAP_TARGET if k == k_max else gap is not None and gap < 0
+        rows.append(row(f"elastic vs static CER at k={k} (elastic {elastic_cer}, static {static_cer})", gap, goal, met))
+    return rows
+
+
+def targets_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target | value | goal | met |", "|---|---|---|---|"]
+    for row in rows:
+        value = "-" if row["value"] is None else f"{row['value']:.4f}"
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        lines.append(f"| {row['target']} | {value} | {row['goal']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def training_data(corpus: Path) -> dict[str, Any]:
+    """The card's training-data facts from the corpus's stats.json."""
+    stats = json.loads((corpus / "stats.json").read_text(encoding="utf-8"))
+    return {"sources": stats["sources"], "languages": stats["languages"], "events": stats["events"],
+            "emotions": stats["emotions"], "license": "apache-2.0", "corpus": stats["arguments"],
+            "splits": {split: {"hours": v["hours"], "utterances": v["utterances"]} for split, v in stats["splits"].items()}}  # fmt: skip
+
+
+def held_out_subset(corpus: Path, out: Path, rows_per_part: int) -> Path:
+    """The first `rows_per_part` rows of each test part (the corpus shuffled them) as `out/PART/*.parquet`, so
+    that scoring three budgets of two models fits a CPU hour."""
+    for part in PARTS:
+        files = sorted(str(file) for file in (corpus / "test" / part).glob("*.parquet"))
+        table = datasets.load_dataset("parquet", data_files=files, split="train").cast_column("audio", Audio(decode=False))
+        (out / part).mkdir(parents=True)
+        table.select(range(min(rows_per_part, len(table)))).to_parquet(str(out / part / "test-00000-of-00001.parquet"))
+    return out
+
+
+def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict[str, dict]:
+    """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`."""
+    metrics = load_metrics()
+    decoded = {}
+    for budget in overall["budgets"]:
+        lines = (evaluation / f"hypotheses_k{budget['k']}.jsonl").read_text(encoding="utf-8").splitlines()
+        decoded[budget["k"]] = {record["id"]: {"text": record["hypothesis"], "perception": record["perception"]}
+                                for record in map(json.loads, lines)}  # fmt: skip
+    parts = {}
+    for part in PARTS:
+        rows = list(read_rows(subset / part))
+        budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
+        parts[part] = {"data": str(subset / part), "rows": len(rows), "budgets": budgets}
+        (evaluation / part).mkdir(parents=True, exist_ok=True)
+        (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
+    return parts
+
+
+def release(
+    elastic: Path, static: Path, corpus: Path, out: Path, ks: list[int], rows_per_part: int = 300, batch_size: int = 16
+) -> list[dict[str, Any]]:
+    """Evaluate, check the targets, export; returns the target rows."""
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    subset = held_out_subset(corpus, staging / "test", rows_per_part)
+    evaluation = staging / "evaluation"
+    overall = evaluate_model(elastic, subset, ks, evaluation, batch_size)
+    parts = score_parts(subset, evaluation, overall)
+    static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
+    rows = targets(parts, overall, static_results, max(ks))
+    shutil.copytree(elastic, staging / "model")
+    (staging / "model" / "training_data.json").write_text(json.dumps(training_data(corpus), indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    export_model(staging / "model", out, results_json=evaluation / "results.json")
+    shutil.copytree(evaluation, out / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*"))
+    (out / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "targets.md").write_text(targets_markdown(rows))
+    shutil.rmtree(staging)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--elastic", type=Path, required=True, help="the trained elastic model folder")
+    parser.add_argument("--static", type=Path, required=True, help="its static twin, trained with the same budget")
+    parser.add_argument("--corpus", type=Path, required=True, help="the corpus folder (test/PART/ and stats.json)")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write (replaced)")
+    parser.add_argument("-k", "--num-experts-per-tok", dest="ks", type=parse_ks, default=[1, 2, 4],
+                        help="budgets to score, comma-separated (default 1,2,4)")  # fmt: skip
+    parser.add_argument("--rows-per-part", type=int, default=300, help="held-out rows scored per test part")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size)
+    print(targets_markdown(rows), end="")
+
+
+if __name__ == "__main__":
+    main()
