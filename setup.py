@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_touchasp*", "processing*", "training*", "hub_cards*", "demo*"]),
     # Card templates and the evaluate metric scripts (loaded by path, so not packages) ship as data.
-    package_data={"hub_cards": ["*.md"], "training": ["metrics/*/*.py"]},
+    package_data={"hub_cards": ["*.md"], "training": ["metrics/*/*.py", "event_mapping.json"]},
     py_modules=["touchasp"],
     install_requires=requirements,
     extras_require={"test": ["pytest==9.2.0"]},

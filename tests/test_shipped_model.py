@@ -1,0 +1,36 @@
+"""The shipped `models/touchasp-tiny`: it loads with `pipeline(...)`, the CLI uses it by default, it fits the
+size budget, and its evaluation reports every target of the training issue."""
+
+import json
+from pathlib import Path
+
+import modeling_touchasp  # noqa: F401  (registers the pipeline)
+from transformers import pipeline
+
+from touchasp import DEFAULT_MODEL, main, resolve_model
+
+MAX_BYTES = 40 * 2**20
+
+
+def test_shipped_model_loads_with_pipeline_and_perceives(speech_path):
+    out = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))(str(speech_path), num_experts_per_tok=1)
+    assert isinstance(out["text"], str)
+    assert out["perception"]["language"]["label"] and out["perception"]["gender"]["label"]
+
+
+def test_cli_uses_the_shipped_model_by_default(speech_path, capsys):
+    assert resolve_model(None) == str(DEFAULT_MODEL)
+    assert main(["perceive", str(speech_path), "--json"]) == 0
+    assert "RANDOMLY INITIALISED" not in capsys.readouterr().err
+
+
+def test_folder_fits_the_budget_and_reports_its_targets():
+    size = sum(path.stat().st_size for path in Path(DEFAULT_MODEL).rglob("*") if path.is_file())
+    assert size <= MAX_BYTES
+    targets = {row["target"] for row in json.loads((DEFAULT_MODEL / "targets.json").read_text())}
+    for prefix in ("CER synthetic en", "CER synthetic zh", "CER real", "language accuracy", "gender accuracy",
+                   "event micro-F1", "CER k=1 / CER k=4", "elastic vs static CER at k=1", "elastic vs static CER at k=4"):
+        assert any(target.startswith(prefix) for target in targets), prefix
+    training_data = json.loads((DEFAULT_MODEL / "training_data.json").read_text())
+    assert training_data["emotions"] == [] and "zh" in training_data["languages"]
+    assert "emotion" in (DEFAULT_MODEL / "README.md").read_text().lower()
