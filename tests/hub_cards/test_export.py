@@ -192,7 +192,7 @@ def test_card_body_has_budget_usage_training_data_and_limitations(exported: Path
     assert 'pipeline("automatic-speech-recognition", model="me/touchasp-tiny", trust_remote_code=True)' in text
     assert "num_experts_per_tok=1" in text and "chunk_length_s" in text and "touchasp train" in text
     assert "| asterisk-core-sounds-en-wav | CC-BY-SA-3.0 | 0.4 |" in text
-    assert "Emotion has no training data" in text and "Sound events seen in training: Speech, Music" in text
+    assert "Emotion has no training data" in text and "Sound events seen in training: Speech; Music" in text
     assert "Memory-elastic variant" not in text
 
 

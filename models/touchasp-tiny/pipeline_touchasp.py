@@ -1,0 +1,248 @@
+"""`pipeline("automatic-speech-recognition")` for TouchASP: text plus perception (language, emotion, gender, events).
+
+This file is copied flat into saved model folders and named in their config.json `custom_pipelines`, so it imports
+nothing from this package: audio decoding, prompts and the perception parser are reached through the loaded
+`TouchASPProcessor`.
+"""
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GenerationConfig
+from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
+
+MODEL_TYPE = "touchasp"
+# Long audio is cut into chunks of about this many seconds; the model is trained on VAD segments of this scale.
+DEFAULT_CHUNK_LENGTH_S = 30.0
+# A final piece shorter than this fraction of a chunk joins the chunk before it instead of being decoded alone.
+MIN_TAIL_FRACTION = 0.25
+# Cuts move to the quietest 25 ms frame within this many seconds before the nominal boundary, to spare words.
+CUT_SEARCH_S = 2.0
+_CUT_FRAME_S = 0.025
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
+class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
+    """Speech recognition and perception with a TouchASP model; any other model gets the stock ASR pipeline.
+
+    Call with one input or a list (`batch_size=` batches them): a path or `bytes` of an audio file (wav, flac, ogg,
+    mp3, or anything FFmpeg reads), a 1-D or multichannel array / tensor at 16 kHz, or a dict `{"raw" | "array":
+    ..., "sampling_rate": ...}` at any rate. Call options, besides `generate_kwargs` and generation parameters:
+
+    - `num_experts_per_tok`: active routed experts per MoE layer (the elastic budget), passed to `generate`.
+    - `language`: force the language slot (e.g. "en"); it is reported with score 1.0 and `"forced": True`.
+    - `chunk_length_s`: clips longer than this are decoded in chunks of about this length (default 30 s; 0
+      decodes any clip whole). Cuts fall at the quietest frame near each boundary; a short final tail joins
+      the last chunk.
+    - `return_perception` (default True) and `event_threshold` (see `TouchASPProcessor.decode_perception`).
+
+    Returns `{"text", "perception", "chunks": [{"text", "timestamp": (start_s, end_s)}]}`, chunks always present
+    (one spanning the clip when it was not cut). For chunked audio the perception is aggregated: each slot's
+    `scores` are averaged over the chunks, weighted by chunk duration times the chunk's speech probability
+    (1 - P(`nospeech`)), so that silent stretches do not outvote speech; events are the union over chunks, each
+    with its best score. Decoding is greedy with at most 128 new tokens unless the model's generation config or
+    the call says otherwise. Bad audio raises `TouchASPInputError` (a `ValueError`) naming the input.
+    """
+
+    # Optional rather than required (the stock flags are tokenizer and feature extractor only): a TouchASP model
+    # needs just its processor, which holds both, and other ASR models work without a processor.
+    _load_processor = None
+    _load_tokenizer = None
+    _load_feature_extractor = None
+
+    def __init__(self, model, *args, **kwargs):
+        self.is_touchasp = model.config.model_type == MODEL_TYPE
+        if self.is_touchasp:
+            # Replaces the stock defaults (5 beams, 256 tokens) for what the model's generation config leaves unset.
+            self._default_generation_config = GenerationConfig(
+                num_beams=1, max_new_tokens=default_max_new_tokens(model.config)
+            )
+        super().__init__(model, *args, **kwargs)
+        if self.is_touchasp and self.processor is None:
+            raise ValueError(
+                "a TouchASP pipeline needs its processor: pass processor=AutoProcessor.from_pretrained(model_path) "
+                "(loading it from the model folder failed or the model was given as an object)"
+            )
+
+    def _sanitize_parameters(
+        self,
+        chunk_length_s: float | None = None,
+        return_perception: bool | None = None,
+        num_experts_per_tok: int | None = None,
+        language: str | None = None,
+        event_threshold: float | dict[str, float] | None = None,
+        **kwargs: Any,
+    ):
+        if not self.is_touchasp:
+            # Whisper reads `language` from generate; anything TouchASP-only fails there, naming itself.
+            named = dict(
+                chunk_length_s=chunk_length_s, return_perception=return_perception, language=language,
+                num_experts_per_tok=num_experts_per_tok, event_threshold=event_threshold,
+            )
+            return super()._sanitize_parameters(**{k: v for k, v in named.items() if v is not None}, **kwargs)
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if chunk_length_s is not None:
+            if chunk_length_s != 0 and not chunk_length_s >= 1:
+                raise ValueError(f"chunk_length_s={chunk_length_s!r}; use 0 (never cut) or at least 1 second")
+            preprocess_params["chunk_length_s"] = chunk_length_s
+        forward_params.update(kwargs.pop("generate_kwargs", {}))
+        forward_params.update(kwargs)
+        if forward_params.get("num_return_sequences", 1) != 1:
+            raise ValueError("the TouchASP pipeline returns one hypothesis per clip; drop num_return_sequences")
+        if num_experts_per_tok is not None:
+            forward_params["num_experts_per_tok"] = num_experts_per_tok
+        if language is not None:
+            forward_params["decoder_prompt"] = self.processor.decoder_prompt(language)
+        if event_threshold is not None:
+            forward_params["event_threshold"] = event_threshold
+        if return_perception is not None:
+            postprocess_params["return_perception"] = return_perception
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(self, inputs: Any, chunk_length_s: float | None = None, **kwargs: Any):
+        if not self.is_touchasp:
+            yield from super().preprocess(inputs, chunk_length_s=chunk_length_s or 0, **kwargs)
+            return
+        waveform = self.processor.load_audio(inputs)
+        rate = self.processor.feature_extractor.sampling_rate
+        bounds = chunk_bounds(waveform, rate, DEFAULT_CHUNK_LENGTH_S if chunk_length_s is None else chunk_length_s)
+        for index, (start, end) in enumerate(bounds):
+            yield {
+                "is_last": index == len(bounds) - 1,
+                "timestamp": (round(start / rate, 3), round(end / rate, 3)),
+                **self.processor(audio=waveform[start:end], sampling_rate=rate).to(dtype=self.dtype),
+            }
+
+    def _forward(
+        self,
+        model_inputs: dict,
+        decoder_prompt: list[int] | None = None,
+        event_threshold: float | dict[str, float] | None = None,
+        **generate_kwargs: Any,
+    ) -> dict:
+        if not self.is_touchasp:
+            return super()._forward(model_inputs, **generate_kwargs)
+        features = model_inputs.pop("input_features")
+        if decoder_prompt is not None:
+            prompts = [decoder_prompt] * len(features)
+            generate_kwargs["decoder_input_ids"] = torch.tensor(prompts, device=features.device)
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        output = self.model.generate(
+            input_features=features,
+            attention_mask=model_inputs.pop("attention_mask"),
+            return_dict_in_generate=True,
+            output_scores=True,
+            **generate_kwargs,
+        )
+        decoded = self.processor.decode_perception(
+            output.sequences,
+            output.scores,
+            beam_indices=output.get("beam_indices"),
+            event_threshold=event_threshold,
+        )
+        is_last = model_inputs.pop("is_last")
+        # Batched inputs (batch_size > 1) arrive collated, `is_last` a list; the pipeline splits our lists per row.
+        return {"is_last": is_last, "decoded": decoded if isinstance(is_last, list) else decoded[0], **model_inputs}
+
+    def postprocess(self, model_outputs: list[dict], return_perception: bool = True, **kwargs: Any) -> dict:
+        if not self.is_touchasp:
+            return super().postprocess(model_outputs, **kwargs)
+        chunks = [
+            {"text": output["decoded"]["text"].strip(), "timestamp": tuple(output["timestamp"])}
+            for output in model_outputs
+        ]
+        result = {"text": join_texts([chunk["text"] for chunk in chunks])}
+        if return_perception:
+            durations = [end - start for start, end in (chunk["timestamp"] for chunk in chunks)]
+            result["perception"] = aggregate_perception(
+                [output["decoded"]["perception"] for output in model_outputs], durations
+            )
+        result["chunks"] = chunks
+        return result
+
+
+def default_max_new_tokens(config) -> int:
+    """`DEFAULT_MAX_NEW_TOKENS`, or fewer where the decoder's learned positions end first (sot + language + tokens)."""
+    return min(DEFAULT_MAX_NEW_TOKENS, config.max_target_positions - 2)
+
+
+def chunk_bounds(waveform: np.ndarray, rate: int, chunk_length_s: float) -> list[tuple[int, int]]:
+    """(start, end) sample bounds covering `waveform` in pieces of about `chunk_length_s` (0: one piece).
+
+    Each cut moves back to the quietest frame in the `CUT_SEARCH_S` before its nominal place; a remainder shorter
+    than `MIN_TAIL_FRACTION` of a chunk joins the piece before it.
+    """
+    length = len(waveform)
+    chunk = int(chunk_length_s * rate)
+    if chunk <= 0 or length <= chunk * (1 + MIN_TAIL_FRACTION):
+        return [(0, length)]
+    frame = int(_CUT_FRAME_S * rate)
+    search = max(min(int(CUT_SEARCH_S * rate), chunk // 4) // frame, 1) * frame
+    bounds, start = [], 0
+    while length - start > chunk * (1 + MIN_TAIL_FRACTION):
+        window = waveform[start + chunk - search : start + chunk].reshape(-1, frame)
+        end = start + chunk - search + int(np.argmin(np.square(window).sum(axis=1))) * frame
+        bounds.append((start, end))
+        start = end
+    bounds.append((start, length))
+    return bounds
+
+
+def join_texts(texts: list[str]) -> str:
+    """Join chunk transcripts with a space, except next to Chinese or Japanese characters."""
+    joined = ""
+    for text in filter(None, texts):
+        if joined and not (_is_cjk(joined[-1]) or _is_cjk(text[0])):
+            joined += " "
+        joined += text
+    return joined
+
+
+def _is_cjk(character: str) -> bool:
+    """Chinese and Japanese characters, kana and full-width forms: scripts written without spaces between words."""
+    return "\u2e80" <= character <= "\u9fff" or "\uff00" <= character <= "\uffef"
+
+
+def aggregate_perception(perceptions: list[dict], durations: list[float]) -> dict:
+    """One perception for a clip decoded in chunks; see `TouchASPPipeline` for the weighting."""
+    if len(perceptions) == 1:
+        return perceptions[0]
+    weights = [duration * _speech_probability(perception) for duration, perception in zip(durations, perceptions)]
+    aggregated = {
+        slot: _average_slot([perception[slot] for perception in perceptions], weights)
+        for slot in ("language", "emotion", "gender")
+    }
+    if all(perception["events"] is None for perception in perceptions):
+        aggregated["events"] = None
+    else:
+        best = {}
+        for event in (event for perception in perceptions for event in perception["events"] or []):
+            best[event["label"]] = max(event["score"], best.get(event["label"], 0.0))
+        aggregated["events"] = [{"label": label, "score": score} for label, score in best.items()]
+    return aggregated
+
+
+def _speech_probability(perception: dict) -> float:
+    """1 - P(nospeech) from the chunk's language scores; 1 where the language slot is absent or forced."""
+    language = perception["language"]
+    return 1.0 - language["scores"].get("nospeech", 0.0) if language else 1.0
+
+
+def _average_slot(slots: list[dict | None], weights: list[float]) -> dict | None:
+    """Weighted mean of the chunks' `scores` (chunks that lack the slot left out), labelled with its argmax."""
+    present = [(slot, weight) for slot, weight in zip(slots, weights) if slot is not None]
+    if not present:
+        return None
+    if sum(weight for _, weight in present) <= 0:
+        present = [(slot, 1.0) for slot, _ in present]
+    total = sum(weight for _, weight in present)
+    scores = {}
+    for slot, weight in present:
+        for label, probability in slot["scores"].items():
+            scores[label] = scores.get(label, 0.0) + probability * weight / total
+    label = max(scores, key=scores.get)
+    result = {"label": label, "score": scores[label], "scores": scores}
+    if all(slot.get("forced") for slot, _ in present):
+        result["forced"] = True
+    return result
