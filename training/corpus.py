@@ -21,7 +21,6 @@ per row), `OUT/stats.json`, `OUT/event_mapping.json`.
 
 import argparse
 import hashlib
-import io
 import itertools
 import json
 import multiprocessing
@@ -36,14 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 import soxr
 from tqdm import tqdm
 
 from processing.audio import TouchASPInputError, load_audio
 from processing.text_normalization import normalize_for_cer
 from training import sources
-from training.data import write_corpus
+from training.data import encode_flac, write_corpus
 
 RECIPES = ("synthetic", "real", "events", "mixed")
 MIXED_WEIGHTS = {"synthetic": 0.45, "real": 0.35, "events": 0.2}
@@ -252,10 +250,8 @@ def render(utterance: Utterance) -> dict[str, Any]:
     else:
         events = list(clip.events) if utterance.language == "nospeech" else ["Speech"]
         source, licence = clip.package, clip.licence
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(waveform, -1, 1), SAMPLING_RATE, format="FLAC", subtype="PCM_16")
     return {
-        "audio": {"bytes": buffer.getvalue(), "path": f"{utterance.row_id}.flac"}, "text": utterance.text,
+        "audio": encode_flac(waveform, utterance.row_id, SAMPLING_RATE), "text": utterance.text,
         "language": utterance.language, "emotion": None, "gender": utterance.gender, "events": events,
         "id": utterance.row_id, "duration": len(waveform) / SAMPLING_RATE, "source": source,
         "_split": utterance.split, "_licence": licence, "_speaker": utterance.voice or clip.speaker,

@@ -13,6 +13,7 @@ Stages, each a named function:
 from __future__ import annotations
 
 import ctypes
+import io
 import itertools
 import multiprocessing
 import signal
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
 import soxr
 import torch
 from datasets import Audio, Dataset, Features, IterableDataset, List, Value, interleave_datasets, load_dataset
@@ -81,6 +83,14 @@ class PlannedBatch:
     @property
     def seconds(self) -> float:
         return float(sum(row["duration"] for row in self.rows))
+
+
+def encode_flac(waveform: np.ndarray, row_id: str, sampling_rate: int = 16000) -> dict[str, Any]:
+    """A corpus row's `audio` cell: the waveform as 16-bit FLAC bytes (clipped to [-1, 1]), named `ROW_ID.flac`.
+    FLAC keeps the shards a third of WAV's size, losslessly at the 16 bits the sources have."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(waveform, -1, 1), sampling_rate, format="FLAC", subtype="PCM_16")
+    return {"bytes": buffer.getvalue(), "path": f"{row_id}.flac"}
 
 
 def write_corpus(columns: dict[str, list], out_dir: str | Path, num_shards: int = 1, split: str = "train") -> Path:

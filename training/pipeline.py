@@ -45,7 +45,6 @@ import ctypes
 import errno
 import hashlib
 import importlib
-import io
 import json
 import multiprocessing
 import os
@@ -62,13 +61,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import soundfile
 import torch
 from tqdm import tqdm
 
 from processing.audio import TouchASPInputError, load_audio
 from processing.text_normalization import error_counts, normalize_for_cer
-from training.data import CORPUS_FEATURES, PR_SET_PDEATHSIG
+from training.data import CORPUS_FEATURES, PR_SET_PDEATHSIG, encode_flac
 
 SAMPLING_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
@@ -443,10 +441,8 @@ def _corpus_table(kept: list[Decision], config: PipelineConfig):
 
 def _corpus_row(decision: Decision, config: PipelineConfig) -> dict[str, Any]:
     segment, a = decision.segment, decision.hypothesis_a
-    flac = io.BytesIO()
-    soundfile.write(flac, segment.audio, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
     return {
-        "audio": {"bytes": flac.getvalue(), "path": f"{segment.id}.flac"},
+        "audio": encode_flac(segment.audio, segment.id, SAMPLING_RATE),
         "text": (a if config.label_from == "a" else decision.hypothesis_b).text,
         "language": a.language, "emotion": None, "gender": a.gender, "events": a.events,
         "id": segment.id, "duration": segment.duration, "source": segment.source,
