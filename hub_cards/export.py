@@ -15,6 +15,9 @@ model folder, copied along:
 
 every key optional: `languages` feed the card's `language`, `events` and `emotions` (labels trained on) its
 limitations, `datasets` (Hub ids) its `datasets`, `license` the model's licence (default apache-2.0).
+`training.release` adds `targets` (rows of {"target", "value", "goal", "met"}: the missed ones head the
+limitations) and `procedure` ({"elastic": ..., "static": ...} from `training.release.training_history`: the
+training-procedure section).
 """
 
 from __future__ import annotations
@@ -272,6 +275,9 @@ def build_card(
         emotion_trained=bool(training_data.get("emotions")),
         emotions_seen=training_data.get("emotions", []),
         events_seen=training_data.get("events", []),
+        procedure=training_data.get("procedure"),
+        missed_targets=[row["target"] for row in training_data.get("targets", []) if row.get("met") is False],
+        scored_targets=sum(row.get("met") is not None for row in training_data.get("targets", [])),
     )
 
 

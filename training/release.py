@@ -2,14 +2,20 @@
 corpus, check the targets of the training issue, and export the model folder the CLI, pipeline and demo load.
 
     python -m training.release --elastic runs/touchasp-tiny/final --static runs/touchasp-tiny-static/final \
-        --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300]
+        --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300] \
+        [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]]
 
 The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
 `--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
 those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
 `evaluation/static/` (the twin on the synthetic part, at the same k), `targets.json` and `targets.md`
 (every target with its measured value and whether it is met), and `training_data.json` (sources, licences,
-languages and events of the corpus, which the card lists).
+languages and events of the corpus, the targets, and the training procedure, which the card lists).
+
+`--elastic-runs` / `--static-runs` name each model's training runs (`touchasp train` output folders), oldest
+first, when it was trained in stages (`model.init_from` of the previous stage's `final/`). Their `recipe.json` and
+`examples.jsonl` give the procedure (steps, starting point, peak lr, audio hours, wall hours per stage) and the
+loss curves of both twins (`evaluation/training_curves.png` and `.json`).
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 from datasets import Audio
 
 from hub_cards.export import export_model
-from training.evaluation import evaluate_model, load_metrics, parse_ks, read_rows, score_rows
+from training.evaluation import evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
+from training.train import RECIPE_FILE
 
 PARTS = ("synthetic", "real", "events")
 CER_TARGET, LID_TARGET, GENDER_TARGET, EVENT_F1_TARGET = 0.15, 0.95, 0.95, 0.8
 K1_RATIO_TARGET, STATIC_GAP_TARGET = 1.3, 0.10
+CURVE_BIN_STEPS = 100  # the loss curves are means over this many steps
 
 
 def _at(results: dict[str, Any], k: int) -> dict[str, Any]:
@@ -97,6 +106,56 @@ def training_data(corpus: Path) -> dict[str, Any]:
             "splits": {split: {"hours": v["hours"], "utterances": v["utterances"]} for split, v in stats["splits"].items()}}  # fmt: skip
 
 
+def training_history(runs: list[Path]) -> dict[str, Any]:
+    """One model's training from its run folders (oldest first): per stage the steps, starting point, peak lr,
+    audio and wall hours, and the loss curve over all stages (mean per `CURVE_BIN_STEPS` steps)."""
+    stages, curve, offset = [], [], 0
+    for run in runs:
+        recipe_path, log_path = run / RECIPE_FILE, run / "examples.jsonl"
+        if not recipe_path.is_file() or not log_path.is_file():
+            raise FileNotFoundError(
+                f"{run} is not a `touchasp train` output folder: it needs {RECIPE_FILE} and examples.jsonl"
+            )
+        recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+        # A resumed run appends to examples.jsonl; the last record of a step is the one that counted.
+        lines = log_path.read_text(encoding="utf-8").splitlines()
+        records = {record["step"]: record for record in map(json.loads, lines)}
+        steps = sorted(records)
+        if steps != list(range(1, len(steps) + 1)):
+            raise ValueError(f"{log_path} does not hold every step from 1 to {steps[-1] if steps else 0}")
+        losses = np.array([records[step]["loss"] for step in steps])
+        for start in range(0, len(steps), CURVE_BIN_STEPS):
+            window = losses[start : start + CURVE_BIN_STEPS]
+            curve.append([offset + start + len(window), round(float(window.mean()), 4)])
+        stages.append({
+            "run": run.name, "steps": len(steps), "init_from": recipe["model"].get("init_from"),
+            "lr": recipe["optimizer"]["lr"], "schedule": recipe["schedule"]["name"],
+            "elastic_k_choices": recipe["model"].get("elastic_k_choices"),
+            "audio_hours": round(sum(record["audio_seconds"] for record in records.values()) / 3600, 1),
+            "wall_hours": round(sum(record["step_seconds"] for record in records.values()) / 3600, 2),
+        })  # fmt: skip
+        offset += len(steps)
+    return {"steps": offset, "audio_hours": round(sum(stage["audio_hours"] for stage in stages), 1),
+            "stages": stages, "loss_curve": curve}  # fmt: skip
+
+
+def plot_training_curves(histories: dict[str, dict[str, Any]], path: Path) -> None:
+    """The training-loss curves of the twins (name -> `training_history`), with the stage boundaries marked."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, history in histories.items():
+        axis.plot(*zip(*history["loss_curve"]), label=f"{name} ({history['steps']} steps)")
+    boundaries = np.cumsum([stage["steps"] for stage in next(iter(histories.values()))["stages"]])[:-1]
+    for step in boundaries:
+        axis.axvline(step, color="grey", linestyle=":", linewidth=1)
+    axis.set(xlabel="optimiser step", ylabel=f"training loss (mean of {CURVE_BIN_STEPS} steps)", yscale="log",
+             title="training loss; dotted: a new stage started from the previous weights")  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def held_out_subset(corpus: Path, out: Path, rows_per_part: int) -> Path:
     """The first `rows_per_part` rows of each test part (the corpus shuffled them) as `out/PART/*.parquet`, so
     that scoring three budgets of two models fits a CPU hour."""
@@ -127,9 +186,23 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
 
 
 def release(
-    elastic: Path, static: Path, corpus: Path, out: Path, ks: list[int], rows_per_part: int = 300, batch_size: int = 16
+    elastic: Path,
+    static: Path,
+    corpus: Path,
+    out: Path,
+    ks: list[int],
+    rows_per_part: int = 300,
+    batch_size: int = 16,
+    elastic_runs: list[Path] = (),
+    static_runs: list[Path] = (),
 ) -> list[dict[str, Any]]:
-    """Evaluate, check the targets, export; returns the target rows."""
+    """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
+    the card has no training procedure."""
+    if bool(elastic_runs) != bool(static_runs):
+        raise ValueError("pass the training runs of both twins (--elastic-runs and --static-runs) or of neither")
+    histories = None
+    if elastic_runs:
+        histories = {"elastic": training_history(list(elastic_runs)), "static": training_history(list(static_runs))}
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     subset = held_out_subset(corpus, staging / "test", rows_per_part)
@@ -138,8 +211,14 @@ def release(
     parts = score_parts(subset, evaluation, overall)
     static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
     rows = targets(parts, overall, static_results, max(ks))
+    card_facts = {**training_data(corpus), "targets": rows}
+    if histories:
+        plot_training_curves(histories, evaluation / "training_curves.png")
+        (evaluation / "training_curves.json").write_text(json.dumps(histories, indent=2) + "\n")
+        card_facts["procedure"] = {name: {key: value for key, value in history.items() if key != "loss_curve"}
+                                   for name, history in histories.items()}  # fmt: skip
     shutil.copytree(elastic, staging / "model")
-    (staging / "model" / "training_data.json").write_text(json.dumps(training_data(corpus), indent=2) + "\n")
+    (staging / "model" / "training_data.json").write_text(json.dumps(card_facts, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     export_model(staging / "model", out, results_json=evaluation / "results.json")
     shutil.copytree(evaluation, out / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*"))
@@ -159,8 +238,12 @@ def main() -> None:
                         help="budgets to score, comma-separated (default 1,2,4)")  # fmt: skip
     parser.add_argument("--rows-per-part", type=int, default=300, help="held-out rows scored per test part")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--elastic-runs", type=Path, nargs="+", default=[],
+                        help="the elastic model's `touchasp train` output folders, oldest stage first")  # fmt: skip
+    parser.add_argument("--static-runs", type=Path, nargs="+", default=[], help="the same for the static twin")
     args = parser.parse_args()
-    rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size)
+    rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size,
+                   args.elastic_runs, args.static_runs)  # fmt: skip
     print(targets_markdown(rows), end="")
 
 

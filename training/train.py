@@ -10,7 +10,8 @@ The recipe is a YAML file whose sections are `DEFAULTS` below. Every rank reads 
 and runs exactly `max_steps` optimizer steps (endless per-rank iterators: uneven shards cannot hang DDP), with
 `elastic_step=global_step` so every rank draws the same k per eMoE layer. Output folder:
 `tokenizer/` (when trained by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
-`examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder).
+`examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder),
+`recipe.json` (the resolved recipe, with every `--set` applied: what the run trained; `training.release` reads it).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 TEMP_PREFIX = ".tmp-checkpoint-"
+RECIPE_FILE = "recipe.json"
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
@@ -387,6 +389,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     )
     rank, world_size = accelerator.process_index, accelerator.num_processes
     prepare_output_dir(accelerator, output_dir, resume)
+    if accelerator.is_main_process:
+        (output_dir / RECIPE_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     set_seed(config["seed"])
     hash_ = config_hash(config)
 

@@ -26,6 +26,20 @@ TRAINING_DATA = {
     "sources": [{"name": "asterisk-core-sounds-en-wav", "license": "CC-BY-SA-3.0", "hours": 0.4}],
     "languages": ["en", "zh-sichuan"],
     "events": ["Speech", "Music"],
+    "targets": [
+        {"target": "CER synthetic en at k=4", "value": 0.4, "goal": "<= 0.15", "met": False},
+        {"target": "gender accuracy (whole test split) at k=4", "value": 0.97, "goal": ">= 0.95", "met": True},
+        {"target": "CER real cs at k=4", "value": 0.6, "goal": "reported", "met": None},
+    ],
+    "procedure": {
+        name: {"steps": 300, "audio_hours": 2.5, "stages": [
+            {"run": "stage-1", "steps": 100, "init_from": None, "lr": 0.002, "schedule": "cosine",
+             "elastic_k_choices": k_choices, "audio_hours": 0.8, "wall_hours": 0.1},
+            {"run": "stage-2", "steps": 200, "init_from": "runs/stage-1/final", "lr": 0.001, "schedule": "cosine",
+             "elastic_k_choices": k_choices, "audio_hours": 1.7, "wall_hours": 0.2},
+        ]}
+        for name, k_choices in (("elastic", [1, 2, 3, 4]), ("static", [4]))
+    },
 }
 
 
@@ -194,6 +208,11 @@ def test_card_body_has_budget_usage_training_data_and_limitations(exported: Path
     assert "| asterisk-core-sounds-en-wav | CC-BY-SA-3.0 | 0.4 |" in text
     assert "Emotion has no training data" in text and "Sound events seen in training: Speech; Music" in text
     assert "Memory-elastic variant" not in text
+    assert "misses 1 of the 2 held-out targets" in text and "CER synthetic en at k=4." in text
+    assert "Trained for 300 optimiser steps over 2.5 hours of audio" in text
+    assert "| 1 | 100 | random initialisation | 0.002 | cosine | 0.8 | 0.1 |" in text
+    assert "| 2 | 200 | stage 1 | 0.001 | cosine | 1.7 | 0.2 |" in text
+    assert "k fixed at 4) was trained\nwith the same budget, 300 steps" in text
 
 
 def test_pruned_card_says_so_and_leaves_out_the_unpruned_scores(pruned: Path):

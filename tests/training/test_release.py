@@ -1,6 +1,10 @@
-"""The shipped model's target check, on hand-made evaluation results."""
+"""The shipped model's target check and training history, on hand-made evaluation results and run folders."""
 
-from training.release import targets, targets_markdown, training_data
+import json
+
+import pytest
+
+from training.release import plot_training_curves, targets, targets_markdown, training_data, training_history
 
 
 def _results(cers: dict[int, dict[str, float]], lid=(0.97, 100), gender=(0.9, 80), events_f1=0.85) -> dict:
@@ -41,3 +45,38 @@ def test_training_data_carries_the_corpus_sources_for_the_card(tmp_path):
     )
     data = training_data(tmp_path)
     assert data["sources"][0]["license"] == "GPL-3.0+" and data["emotions"] == [] and data["languages"] == ["en"]
+
+
+def _run(folder, steps, init_from=None, resumed_at=None):
+    """A `touchasp train` output folder with `steps` logged steps (loss = 100 / step); `resumed_at` logs the steps
+    from there on twice, as a killed and resumed run does."""
+    folder.mkdir()
+    recipe = {"model": {"init_from": init_from, "elastic_k_choices": [1, 2]}, "optimizer": {"lr": 0.002},
+              "schedule": {"name": "cosine"}}  # fmt: skip
+    (folder / "recipe.json").write_text(json.dumps(recipe))
+    logged = list(range(1, steps + 1)) + (list(range(resumed_at, steps + 1)) if resumed_at else [])
+    records = [{"step": step, "loss": 100 / step, "audio_seconds": 36.0, "step_seconds": 1.8} for step in logged]
+    (folder / "examples.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    return folder
+
+
+def test_training_history_chains_stages_and_counts_resumed_steps_once(tmp_path):
+    first = _run(tmp_path / "first", 150, resumed_at=120)
+    second = _run(tmp_path / "second", 100, init_from=str(first / "final"))
+    history = training_history([first, second])
+    assert history["steps"] == 250 and [stage["steps"] for stage in history["stages"]] == [150, 100]
+    assert history["stages"][0]["init_from"] is None and history["stages"][1]["init_from"].endswith("first/final")
+    assert history["stages"][0]["audio_hours"] == 1.5 and history["stages"][1]["wall_hours"] == 0.05
+    assert [step for step, _ in history["loss_curve"]] == [100, 150, 250]
+    assert history["loss_curve"][1][1] == pytest.approx(sum(100 / step for step in range(101, 151)) / 50, abs=1e-4)
+    plot_training_curves({"elastic": history, "static": history}, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_training_history_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="recipe.json and examples.jsonl"):
+        training_history([tmp_path])
+    run = _run(tmp_path / "gap", 10)
+    (run / "examples.jsonl").write_text(json.dumps({"step": 2, "loss": 1.0, "audio_seconds": 1, "step_seconds": 1}))
+    with pytest.raises(ValueError, match="every step"):
+        training_history([run])

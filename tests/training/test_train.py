@@ -150,6 +150,8 @@ def test_overfits_eight_utterances(corpus, tmp_path):
     assert all(0 <= record["data_wait_seconds"] <= record["step_seconds"] for record in steps.values())
     assert steps[150]["loss"] < 0.1 * steps[1]["loss"], (steps[1]["loss"], steps[150]["loss"])
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    recipe_used = json.loads((tmp_path / "run" / "recipe.json").read_text(encoding="utf-8"))
+    assert recipe_used["max_steps"] == 150 and recipe_used["optimizer"]["lr"] == 5e-3
     scores = json.loads((tmp_path / "run" / "eval_results.jsonl").read_text(encoding="utf-8"))
     assert scores["step"] == 150
     for k in (1, 4):
