@@ -133,10 +133,14 @@ def eager_attention_forward(
     attention_mask: torch.Tensor | None,
     scaling: float,
     dropout: float = 0.0,
+    is_causal: bool = False,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference attention with a boolean mask (True = attend); returns (batch, time, heads, head_dim)."""
+    """Reference attention with a boolean mask (True = attend), or a causal one when `is_causal` and no mask is
+    given (as SDPA does); returns (batch, time, heads, head_dim)."""
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if is_causal and attention_mask is None:
+        attention_mask = torch.ones(query.size(2), key.size(2), dtype=torch.bool, device=query.device).tril()
     if attention_mask is not None:
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
     weights = F.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)

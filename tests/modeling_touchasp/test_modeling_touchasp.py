@@ -47,6 +47,20 @@ def test_padded_batch_equals_each_utterance_alone(model):
             assert generated[row].tolist() == alone_ids[0].tolist()
 
 
+def test_eager_attention_equals_sdpa_in_teacher_forcing(model):
+    """The decoder's training pass has no self-attention mask (causality comes from `is_causal`): eager must be
+    causal there too, or `attn_implementation="eager"` (and `output_attentions`) sees the future tokens."""
+    features, mask = padded_pair()
+    labels = torch.tensor([[5, 6, 7, 8, 9, 2], [5, 7, 9, 2, -100, -100]])
+    with torch.no_grad():
+        sdpa = model(features, mask, labels=labels)
+        model.set_attn_implementation("eager")
+        eager = model(features, mask, labels=labels, output_attentions=True)
+    torch.testing.assert_close(eager.logits, sdpa.logits, atol=1e-5, rtol=1e-4)
+    self_attention = eager.decoder_attentions[0]
+    assert torch.all(self_attention.triu(diagonal=1) == 0)
+
+
 def test_generation_with_cache_equals_without_and_beam_runs(model):
     features, mask = padded_pair()
     with torch.no_grad():
