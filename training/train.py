@@ -9,7 +9,7 @@ Two CPU processes (STACK.md 2f): `ACCELERATE_USE_CPU=1 accelerate launch --multi
 The recipe is a YAML file whose sections are `DEFAULTS` below. Every rank reads its own shard of the stream
 and runs exactly `max_steps` optimizer steps (endless per-rank iterators: uneven shards cannot hang DDP), with
 `elastic_step=global_step` so every rank draws the same k per eMoE layer. Output folder:
-`tokenizer/` (when trained by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
+`tokenizer/` and `feature_extractor/` (when trained or fitted by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
 `examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder),
 `recipe.json` (the resolved recipe, with every `--set` applied: what the run trained; `training.release` reads it).
 """
@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "model": {},
     # `path` of a saved tokenizer, or train one from the training text with `vocab_size`.
     "tokenizer": {"path": None, "vocab_size": 1000},
+    # cmvn "utterance", or "global": per-bin statistics of up to `cmvn_seconds` of training audio (an equal share
+    # from every shard), fitted by rank 0 as the recipe's second step and kept in output_dir/feature_extractor.
+    "features": {"cmvn": "utterance", "cmvn_seconds": 1800.0},
     "data": {
         "corpora": [],  # [{data_dir: PATH, weight: 1.0}, ...]
         "stopping_strategy": "all_exhausted",
@@ -173,9 +176,45 @@ def corpus_texts(corpora: list[dict[str, Any]]) -> Iterator[str]:
                     yield text
 
 
+def corpus_audio(corpora: list[dict[str, Any]], max_seconds: float) -> Iterator[dict[str, Any]]:
+    """Audio cells of the training corpora, an equal share of `max_seconds` from every shard (shards hold rows in
+    recipe order, so the first rows of one shard alone would not represent the mix)."""
+    shards = [shard for corpus in corpora for shard in sorted(Path(corpus["data_dir"]).glob("**/*.parquet"))]
+    share = max_seconds / max(len(shards), 1)
+    for shard in shards:
+        taken = 0.0
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=64, columns=["audio", "duration"]):
+            for audio, duration in zip(batch.column("audio").to_pylist(), batch.column("duration").to_pylist()):
+                if taken >= share:
+                    break
+                taken += duration
+                yield audio
+            if taken >= share:
+                break
+
+
+def build_feature_extractor(
+    config: dict[str, Any], output_dir: Path, accelerator: Accelerator
+) -> TouchASPFeatureExtractor:
+    """The recipe's second step: utterance CMVN, or global CMVN fitted on the training audio (by rank 0, into
+    output_dir/feature_extractor, reused on resume). Global statistics keep what utterance CMVN erases, each
+    clip's average spectrum: the voice (gender) and stationary sounds (events)."""
+    features = config["features"]
+    if features["cmvn"] != "global":
+        return TouchASPFeatureExtractor(cmvn=features["cmvn"])
+    path = output_dir / "feature_extractor"
+    if accelerator.is_main_process and not (path / "preprocessor_config.json").is_file():
+        extractor = TouchASPFeatureExtractor().fit_global_cmvn(
+            corpus_audio(config["data"]["corpora"], features["cmvn_seconds"])
+        )
+        extractor.save_pretrained(str(path))
+    accelerator.wait_for_everyone()
+    return TouchASPFeatureExtractor.from_pretrained(str(path))
+
+
 def build_processor(config: dict[str, Any], output_dir: Path, accelerator: Accelerator) -> TouchASPProcessor:
-    """The recipe's first step: the init model's processor, a saved tokenizer, or one trained on the corpus text
-    (by rank 0, into output_dir/tokenizer, reused on resume)."""
+    """The recipe's first steps: the init model's processor, or a saved tokenizer or one trained on the corpus
+    text (by rank 0, into output_dir/tokenizer, reused on resume) with `build_feature_extractor`'s features."""
     if config["model"].get("init_from"):
         return TouchASPProcessor.from_pretrained(config["model"]["init_from"])
     path = config["tokenizer"]["path"]
@@ -186,7 +225,8 @@ def build_processor(config: dict[str, Any], output_dir: Path, accelerator: Accel
         accelerator.wait_for_everyone()
     elif not Path(path, "tokenizer.json").is_file():
         raise FileNotFoundError(f"tokenizer.path {str(path)!r} holds no tokenizer.json")
-    return TouchASPProcessor(TouchASPFeatureExtractor(), TouchASPTokenizer.from_pretrained(str(path)))
+    tokenizer = TouchASPTokenizer.from_pretrained(str(path))
+    return TouchASPProcessor(build_feature_extractor(config, output_dir, accelerator), tokenizer)
 
 
 def build_model(config: dict[str, Any], processor: TouchASPProcessor) -> TouchASPForConditionalGeneration:

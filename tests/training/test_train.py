@@ -21,7 +21,9 @@ from safetensors.numpy import load_file
 
 from tests.conftest import HAS_ESPEAK, synthesize, tiny_config_kwargs
 from training.data import CORPUS_FEATURES, write_corpus
-from training.train import complete_checkpoints, load_config, train
+from processing.feature_extraction_touchasp import TouchASPFeatureExtractor
+from processing.processing_touchasp import TouchASPProcessor
+from training.train import complete_checkpoints, corpus_audio, load_config, train
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # (id, language, espeak voice, gender, text, events): 3 languages, both genders, some labels missing.
@@ -157,6 +159,22 @@ def test_overfits_eight_utterances(corpus, tmp_path):
     for k in (1, 4):
         for name in ("cer", "lid_accuracy", "gender_accuracy", "event_micro_f1"):
             assert f"eval/k{k}/{name}" in scores
+
+
+def test_global_cmvn_is_fitted_on_every_shard_and_shipped(corpus, tmp_path):
+    clips = list(corpus_audio([{"data_dir": str(corpus)}], max_seconds=2.0))
+    assert 2 <= len(clips) < len(UTTERANCES)  # about one second from each of the two shards
+    recipe = write_recipe(
+        tmp_path / "cmvn.yaml", corpus, tmp_path / "run", max_steps=2, checkpoint={"interval": 0},
+        features={"cmvn": "global", "cmvn_seconds": 2.0},
+    )
+    final = train(load_config(recipe))
+    fitted = json.loads((tmp_path / "run" / "feature_extractor" / "preprocessor_config.json").read_text())
+    shipped = TouchASPProcessor.from_pretrained(str(final)).feature_extractor
+    expected = TouchASPFeatureExtractor().fit_global_cmvn(clips)
+    assert fitted["cmvn"] == shipped.cmvn == "global"
+    np.testing.assert_allclose(shipped.cmvn_mean, expected.cmvn_mean, rtol=1e-6)
+    np.testing.assert_allclose(shipped.cmvn_std, expected.cmvn_std, rtol=1e-6)
 
 
 def test_resume_after_sigkill_continues_exactly(corpus, tmp_path, single_thread):
