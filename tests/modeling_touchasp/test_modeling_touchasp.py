@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModel, AutoModelForSpeechSeq2Seq
 
 from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration, TouchASPModel
@@ -209,3 +210,22 @@ def test_ctc_leaves_out_rows_without_a_known_transcript(model):
     torch.testing.assert_close(both, first_alone)
     empty_transcript = model.ctc_loss(ctc_logits, None, torch.tensor([[4, 7, 8, 3], [4, 3, -100, -100]]))
     assert not torch.allclose(empty_transcript, first_alone)
+
+
+def test_task_loss_weight_weights_the_tokens_before_transcribe(model):
+    """Weight 1 is the plain mean cross-entropy; weight w counts each task token w times."""
+    torch.manual_seed(0)
+    config = model.config
+    logits = torch.randn(2, 6, config.vocab_size)
+    t = config.transcribe_token_id
+    labels = torch.tensor([[9, -100, 11, t, 20, 21], [9, 10, t, 22, -100, -100]])
+    plain = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                            label_smoothing=config.label_smoothing)
+    torch.testing.assert_close(model.attention_loss(logits, labels), plain)
+    per_token = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none",
+                                label_smoothing=config.label_smoothing).view(2, 6)
+    config.task_loss_weight = 4.0
+    task = torch.tensor([[1, 0, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    taught = labels != -100
+    expected = (4 * per_token[task].sum() + per_token[~task & taught].sum()) / (4 * task.sum() + (~task & taught).sum())
+    torch.testing.assert_close(model.attention_loss(logits, labels), expected)
