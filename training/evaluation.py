@@ -28,6 +28,7 @@ import matplotlib
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import LogitsProcessorList
 
 import modeling_touchasp  # noqa: F401  (registers the model and processor with the Auto classes)
 from modeling_touchasp.pipeline_touchasp import default_max_new_tokens
@@ -164,7 +165,7 @@ def read_datasets(data_spec: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> tuple[list[dict], float, float]:
-    """Greedy decoding of `rows` at `k` active routed experts.
+    """Greedy decoding of `rows` at `k` active routed experts, constrained like the pipeline (task grammar).
 
     Returns (one `{"text", "perception"}` per row, decode seconds, audio seconds). Decode time covers feature
     extraction, generation and parsing, not reading the audio files. Events are parsed with threshold 0 so that
@@ -172,6 +173,7 @@ def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> 
     """
     rate = processor.feature_extractor.sampling_rate
     max_new_tokens = model.generation_config.max_new_tokens or default_max_new_tokens(model.config)
+    grammar = LogitsProcessorList([processor.task_grammar()])
     decoded, decode_seconds, audio_seconds = [], 0.0, 0.0
     with tqdm(total=len(rows), desc=f"k={k}", unit="clip") as progress:
         for start in range(0, len(rows), batch_size):
@@ -187,6 +189,7 @@ def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> 
                     num_beams=1,
                     do_sample=False,
                     max_new_tokens=max_new_tokens,
+                    logits_processor=grammar,
                     return_dict_in_generate=True,
                     output_scores=True,
                 )
