@@ -38,6 +38,8 @@ class TouchASPConfig(PretrainedConfig):
     Training:
         ctc_weight (`float`): weight of the encoder CTC loss (CE gets 1 - ctc_weight).
         label_smoothing (`float`): of the attention cross-entropy.
+        task_loss_weight (`float`): weight of the task tokens (language, emotion, gender, events) in the attention
+            cross-entropy against 1 for the transcript's; a row has a handful of them and dozens of text tokens.
         apply_spec_augment (`bool`) with num_time_masks, max_time_mask, num_freq_masks, max_freq_mask.
 
     Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
@@ -81,6 +83,7 @@ class TouchASPConfig(PretrainedConfig):
         hidden_act: str = "silu",
         ctc_weight: float = 0.3,
         label_smoothing: float = 0.1,
+        task_loss_weight: float = 1.0,
         apply_spec_augment: bool = False,
         num_time_masks: int = 2,
         max_time_mask: int = 40,
@@ -125,6 +128,7 @@ class TouchASPConfig(PretrainedConfig):
         self.hidden_act = hidden_act
         self.ctc_weight = ctc_weight
         self.label_smoothing = label_smoothing
+        self.task_loss_weight = task_loss_weight
         self.apply_spec_augment = apply_spec_augment
         self.num_time_masks = num_time_masks
         self.max_time_mask = max_time_mask

@@ -627,10 +627,7 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
         ctc_logits = self.ctc_head(outputs.encoder_last_hidden_state) if labels is not None else None
         loss = attention_loss = ctc_loss = None
         if labels is not None:
-            attention_loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
-            )
+            attention_loss = self.attention_loss(logits, labels)
             ctc_loss = self.ctc_loss(ctc_logits, outputs.encoder_attention_mask, labels)
             loss = (1 - self.config.ctc_weight) * attention_loss + self.config.ctc_weight * ctc_loss
             if outputs.balance_loss is not None:
@@ -653,6 +650,17 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
             ctc_loss=ctc_loss,
             balance_loss=outputs.balance_loss,
         )
+
+    def attention_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Label-smoothed cross-entropy, a weighted mean over taught tokens: `task_loss_weight` for the task tokens
+        (those before `<|transcribe|>`), 1 for the rest."""
+        per_token = F.cross_entropy(
+            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none",
+            label_smoothing=self.config.label_smoothing,
+        ).view_as(labels)
+        is_task = (labels == self.config.transcribe_token_id).cumsum(1) == 0
+        weights = torch.where(is_task, self.config.task_loss_weight, 1.0) * (labels != -100)
+        return (per_token * weights).sum() / weights.sum().clamp(min=1e-6)
 
     def ctc_loss(self, ctc_logits: torch.Tensor, frame_mask: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         """CTC over the transcript tokens only: those after `<|transcribe|>` (all tokens when a row has none),

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 
 MODEL_TYPE = "touchasp"
@@ -42,7 +42,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
     `scores` are averaged over the chunks, weighted by chunk duration times the chunk's speech probability
     (1 - P(`nospeech`)), so that silent stretches do not outvote speech; events are the union over chunks, each
     with its best score. Decoding is greedy with at most 128 new tokens unless the model's generation config or
-    the call says otherwise. Bad audio raises `TouchASPInputError` (a `ValueError`) naming the input.
+    the call says otherwise, constrained to a well-formed task-token prefix (`processor.task_grammar()`). Bad audio raises `TouchASPInputError` (a `ValueError`) naming the input.
     """
 
     # Optional rather than required (the stock flags are tokenizer and feature extractor only): a TouchASP model
@@ -64,6 +64,8 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
                 "a TouchASP pipeline needs its processor: pass processor=AutoProcessor.from_pretrained(model_path) "
                 "(loading it from the model folder failed or the model was given as an object)"
             )
+        if self.is_touchasp:
+            self.task_grammar = self.processor.task_grammar()
 
     def _sanitize_parameters(
         self,
@@ -127,6 +129,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         if decoder_prompt is not None:
             prompts = [decoder_prompt] * len(features)
             generate_kwargs["decoder_input_ids"] = torch.tensor(prompts, device=features.device)
+        generate_kwargs["logits_processor"] = LogitsProcessorList(
+            [*generate_kwargs.get("logits_processor", []), self.task_grammar]
+        )
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         output = self.model.generate(
             input_features=features,

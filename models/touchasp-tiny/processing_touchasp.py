@@ -14,6 +14,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 # Relative imports: this file is copied into saved model folders and loaded there with trust_remote_code.
 from .audio import load_audio
+from .task_grammar import TaskGrammarLogitsProcessor
 from .task_tokens import (
     END_EVENTS,
     SLOT_TOKENS,
@@ -51,6 +52,8 @@ class TouchASPProcessor(ProcessorMixin):
       output_scores=True)` output -> `{"text", "perception"}` dicts.
     - `processor.decoder_prompt(language="en")`: ids that force the language when passed to `generate` as
       `decoder_input_ids`.
+    - `processor.task_grammar()`: a logits processor for `generate(..., logits_processor=[...])` that keeps the
+      task-token prefix well formed (the pipeline and the evaluation use it).
     - `batch_decode` / `decode`: the tokenizer's.
     """
 
@@ -137,6 +140,11 @@ class TouchASPProcessor(ProcessorMixin):
         """Ids to force at the start of decoding: `<|sot|>`, then `<|language|>` when a language is given ("en")."""
         tokens = [SOT] if language is None else [SOT, language_token(language)]
         return self.tokenizer.convert_tokens_to_ids(tokens)
+
+    def task_grammar(self) -> TaskGrammarLogitsProcessor:
+        """Constrained decoding of the section-5 layout: each slot only its own tokens, events in canonical order,
+        the transcript no task tokens. Pass it to `generate` as `logits_processor=LogitsProcessorList([...])`."""
+        return TaskGrammarLogitsProcessor(self.tokenizer)
 
     def load_audio(self, source: Any, sampling_rate: int | None = None) -> np.ndarray:
         """`load_audio` at the feature extractor's rate: a 1-D float32 waveform, or `TouchASPInputError`.
