@@ -11,7 +11,14 @@ import pytest
 import soundfile
 import soxr
 import torch
-from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, GenerationConfig, pipeline
+from transformers import (
+    AutoModelForSpeechSeq2Seq,
+    AutoProcessor,
+    GenerationConfig,
+    LogitsProcessorList,
+    MinLengthLogitsProcessor,
+    pipeline,
+)
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 
 import modeling_touchasp
@@ -23,6 +30,7 @@ from modeling_touchasp.pipeline_touchasp import (
     join_texts,
 )
 from processing.audio import TouchASPInputError
+from processing.task_grammar import TaskGrammarLogitsProcessor
 from processing.task_tokens import LANGUAGES
 
 ASR = "automatic-speech-recognition"
@@ -127,6 +135,15 @@ def test_language_forces_the_first_slot(asr, speech, monkeypatch):
     assert output["perception"]["emotion"] is not None
     with pytest.raises(ValueError, match="unknown language label 'klingon'"):
         asr(speech, language="klingon")
+
+
+def test_generation_is_constrained_by_the_task_grammar_alongside_a_callers_processors(asr, speech, monkeypatch):
+    seen = spy_on_generate(asr, monkeypatch)
+    mine = MinLengthLogitsProcessor(3, eos_token_id=asr.model.config.eos_token_id)
+    output = asr(speech, generate_kwargs={"logits_processor": LogitsProcessorList([mine])})
+    assert list(seen[0]["logits_processor"]) == [mine, asr.task_grammar]
+    assert isinstance(asr.task_grammar, TaskGrammarLogitsProcessor)
+    assert output["perception"]["language"]["label"] in LANGUAGES
 
 
 def test_defaults_are_greedy_and_bounded_not_the_stock_five_beams(tiny_model_dir, speech, monkeypatch):
