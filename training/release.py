@@ -8,14 +8,21 @@ corpus, check the targets of the training issue, and export the model folder the
 The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
 `--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
 those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
-`evaluation/static/` (the twin on the synthetic part, at the same k), `targets.json` and `targets.md`
-(every target with its measured value and whether it is met), and `training_data.json` (sources, licences,
-languages and events of the corpus, the targets, and the training procedure, which the card lists).
+`evaluation/static/` (the twin on the synthetic part, at the same k), `static/` (the twin's weights, so that a
+later release can train both further), `targets.json` and `targets.md` (every target with its measured value and
+whether it is met), and `training_data.json` (sources, licences, languages and events of the corpus, the targets,
+and the training procedure, which the card lists).
 
 `--elastic-runs` / `--static-runs` name each model's training runs (`touchasp train` output folders), oldest
 first, when it was trained in stages (`model.init_from` of the previous stage's `final/`). Their `recipe.json` and
 `examples.jsonl` give the procedure (steps, starting point, peak lr, audio hours, wall hours per stage) and the
-loss curves of both twins (`evaluation/training_curves.png` and `.json`).
+loss curves of both twins (`evaluation/training_curves.png` and `.json`). The first of them may be the released
+model folder a run started from (`model.init_from=models/touchasp-tiny`): its recorded stages come first, since
+its run folders are usually long gone.
+
+`--static` may also be an earlier release's `evaluation/static/results.json`, when the twin's weights were not
+kept: its scores are reused (they must be of the same held-out rows), and where the twins' step counts differ
+`targets.md` shows the comparison unscored instead of comparing unequal budgets.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ PARTS = ("synthetic", "real", "events")
 CER_TARGET, LID_TARGET, GENDER_TARGET, EVENT_F1_TARGET = 0.15, 0.95, 0.95, 0.8
 K1_RATIO_TARGET, STATIC_GAP_TARGET = 1.3, 0.10
 CURVE_BIN_STEPS = 100  # the loss curves are means over this many steps
+RELEASED_CURVES = Path("evaluation") / "training_curves.json"  # a released model folder's training histories
 
 
 def _at(results: dict[str, Any], k: int) -> dict[str, Any]:
@@ -49,9 +57,13 @@ def _cer(results: dict[str, Any], k: int, language: str = "all") -> float | None
     return cer[language]["cer"] if language in cer else None
 
 
-def targets(parts: dict[str, dict], overall: dict[str, Any], static: dict[str, Any], k_max: int) -> list[dict]:
+def targets(
+    parts: dict[str, dict], overall: dict[str, Any], static: dict[str, Any], k_max: int,
+    steps: tuple[int, int] | None = None,
+) -> list[dict]:  # fmt: skip
     """Every target of the training issue: name, measured value, goal, and whether it is met (None: not a goal or
-    no data). `parts` are the results per test part, `overall` on the whole test split, `static` the twin's."""
+    no data). `parts` are the results per test part, `overall` on the whole test split, `static` the twin's;
+    `steps` (elastic, static), when known and unequal, leaves the twin comparison unscored."""
     synthetic, k_values = parts["synthetic"], [budget["k"] for budget in parts["synthetic"]["budgets"]]
 
     def row(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
@@ -80,11 +92,14 @@ def targets(parts: dict[str, dict], overall: dict[str, Any], static: dict[str, A
     ratio = k1 / kmax if k1 is not None and kmax else None
     rows.append(row(f"CER k={min(k_values)} / CER k={k_max} (synthetic, all languages)", ratio,
                     f"<= {K1_RATIO_TARGET}", ratio is not None and ratio <= K1_RATIO_TARGET))  # fmt: skip
+    unequal = steps is not None and steps[0] != steps[1]
     for k in k_values:
         elastic_cer, static_cer = _cer(synthetic, k), _cer(static, k)
         gap = (elastic_cer - static_cer) / static_cer if elastic_cer is not None and static_cer else None
         goal = f"<= {STATIC_GAP_TARGET} relative" if k == k_max else "elastic far better at small k"
         met = gap is not None and gap <= STATIC_GAP_TARGET if k == k_max else gap is not None and gap < 0
+        if unequal:
+            goal, met = f"not scored: elastic trained {steps[0]} steps, static {steps[1]}", None
         rows.append(row(f"elastic vs static CER at k={k} (elastic {elastic_cer}, static {static_cer})", gap, goal, met))
     return rows
 
@@ -106,15 +121,23 @@ def training_data(corpus: Path) -> dict[str, Any]:
             "splits": {split: {"hours": v["hours"], "utterances": v["utterances"]} for split, v in stats["splits"].items()}}  # fmt: skip
 
 
-def training_history(runs: list[Path]) -> dict[str, Any]:
+def training_history(runs: list[Path], twin: str = "elastic") -> dict[str, Any]:
     """One model's training from its run folders (oldest first): per stage the steps, starting point, peak lr,
-    audio and wall hours, and the loss curve over all stages (mean per `CURVE_BIN_STEPS` steps)."""
+    audio and wall hours, and the loss curve over all stages (mean per `CURVE_BIN_STEPS` steps). The first entry
+    may be a released model folder instead, whose recorded history of `twin` ("elastic" or "static") it holds."""
     stages, curve, offset = [], [], 0
-    for run in runs:
+    for index, run in enumerate(runs):
+        if (run / RELEASED_CURVES).is_file():
+            if index:
+                raise ValueError(f"{run} is a released model folder: only the first (oldest) entry may be one")
+            released = json.loads((run / RELEASED_CURVES).read_text(encoding="utf-8"))[twin]
+            stages, curve, offset = list(released["stages"]), list(released["loss_curve"]), released["steps"]
+            continue
         recipe_path, log_path = run / RECIPE_FILE, run / "examples.jsonl"
         if not recipe_path.is_file() or not log_path.is_file():
             raise FileNotFoundError(
-                f"{run} is not a `touchasp train` output folder: it needs {RECIPE_FILE} and examples.jsonl"
+                f"{run} is neither a `touchasp train` output folder ({RECIPE_FILE} and examples.jsonl) nor a "
+                f"released model folder ({RELEASED_CURVES})"
             )
         recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
         # A resumed run appends to examples.jsonl; the last record of a step is the one that counted.
@@ -185,6 +208,27 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
     return parts
 
 
+def earlier_twin_results(path: Path, synthetic: dict[str, Any]) -> dict[str, Any]:
+    """A static twin's `results.json` from an earlier release, checked to score the same held-out rows as the
+    elastic model's `synthetic` part (row count and reference characters per language) at each of its k."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+
+    def references(budget: dict[str, Any]) -> dict[str, int]:
+        return {language: found["reference_characters"] for language, found in (budget["cer"] or {}).items()}
+
+    scored = [budget["k"] for budget in results["budgets"]]
+    for budget in synthetic["budgets"]:
+        if budget["k"] not in scored:
+            raise ValueError(f"--static {path} has no scores at k={budget['k']}; release with -k from {scored}")
+        if results["rows"] != synthetic["rows"] or references(_at(results, budget["k"])) != references(budget):
+            raise ValueError(
+                f"--static {path} scores other held-out rows than this release ({results['rows']} rows vs "
+                f"{synthetic['rows']}, or other reference characters per language): rebuild the corpus with the "
+                "same arguments and use the same --rows-per-part"
+            )
+    return results
+
+
 def release(
     elastic: Path,
     static: Path,
@@ -197,20 +241,29 @@ def release(
     static_runs: list[Path] = (),
 ) -> list[dict[str, Any]]:
     """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
-    the card has no training procedure."""
+    the card has no training procedure. `static` is the twin's model folder, or an earlier release's
+    `evaluation/static/results.json` whose scores are reused."""
     if bool(elastic_runs) != bool(static_runs):
         raise ValueError("pass the training runs of both twins (--elastic-runs and --static-runs) or of neither")
     histories = None
     if elastic_runs:
-        histories = {"elastic": training_history(list(elastic_runs)), "static": training_history(list(static_runs))}
+        histories = {name: training_history(list(runs), name)
+                     for name, runs in (("elastic", elastic_runs), ("static", static_runs))}  # fmt: skip
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
-    subset = held_out_subset(corpus, staging / "test", rows_per_part)
     evaluation = staging / "evaluation"
+    reused_static = static.suffix == ".json"
+    if reused_static:  # copied now: it may lie in `out`, which the release replaces
+        shutil.copytree(static.parent, evaluation / "static")
+    subset = held_out_subset(corpus, staging / "test", rows_per_part)
     overall = evaluate_model(elastic, subset, ks, evaluation, batch_size)
     parts = score_parts(subset, evaluation, overall)
-    static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
-    rows = targets(parts, overall, static_results, max(ks))
+    if reused_static:
+        static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
+    else:
+        static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
+    steps = (histories["elastic"]["steps"], histories["static"]["steps"]) if histories else None
+    rows = targets(parts, overall, static_results, max(ks), steps)
     card_facts = {**training_data(corpus), "targets": rows}
     if histories:
         plot_training_curves(histories, evaluation / "training_curves.png")
@@ -222,6 +275,8 @@ def release(
     shutil.rmtree(out, ignore_errors=True)
     export_model(staging / "model", out, results_json=evaluation / "results.json")
     shutil.copytree(evaluation, out / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*"))
+    if not reused_static:  # weights and processor, not a second copy of the code (the package loads it)
+        shutil.copytree(static, out / "static", ignore=shutil.ignore_patterns("*.py"))
     (out / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "targets.md").write_text(targets_markdown(rows))
     shutil.rmtree(staging)
@@ -231,7 +286,7 @@ def release(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--elastic", type=Path, required=True, help="the trained elastic model folder")
-    parser.add_argument("--static", type=Path, required=True, help="its static twin, trained with the same budget")
+    parser.add_argument("--static", type=Path, required=True, help="its static twin (trained with the same budget), or an earlier release's evaluation/static/results.json")
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus folder (test/PART/ and stats.json)")
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write (replaced)")
     parser.add_argument("-k", "--num-experts-per-tok", dest="ks", type=parse_ks, default=[1, 2, 4],

@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
 import modeling_touchasp
-from hub_cards.export import SCORES, add_arguments, export_model, run
+from hub_cards.export import SCORES, add_arguments, build_card, export_model, run
 from training.evaluation import evaluate_model
 
 ASR = "automatic-speech-recognition"
@@ -213,6 +213,13 @@ def test_card_body_has_budget_usage_training_data_and_limitations(exported: Path
     assert "| 1 | 100 | random initialisation | 0.002 | cosine | 0.8 | 0.1 |" in text
     assert "| 2 | 200 | stage 1 | 0.001 | cosine | 1.7 | 0.2 |" in text
     assert "k fixed at 4) was trained\nwith the same budget, 300 steps" in text
+
+
+def test_card_does_not_call_a_shorter_static_twin_the_same_budget(exported: Path):
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(exported)
+    procedure = {**TRAINING_DATA["procedure"], "static": {**TRAINING_DATA["procedure"]["static"], "steps": 100}}
+    text = build_card(model, None, {**TRAINING_DATA, "procedure": procedure}, "touchasp-tiny", "me/touchasp-tiny").text
+    assert "same budget" not in text and "for 100 steps, fewer than this model's" in text
 
 
 def test_pruned_card_says_so_and_leaves_out_the_unpruned_scores(pruned: Path):

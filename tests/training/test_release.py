@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from training.release import plot_training_curves, targets, targets_markdown, training_data, training_history
+from training.release import (
+    earlier_twin_results,
+    plot_training_curves,
+    targets,
+    targets_markdown,
+    training_data,
+    training_history,
+)
 
 
 def _results(cers: dict[int, dict[str, float]], lid=(0.97, 100), gender=(0.9, 80), events_f1=0.85) -> dict:
@@ -35,6 +42,36 @@ def test_targets_report_each_goal_with_its_value():
     assert rows["elastic vs static CER at k=4"]["met"] is True  # 0.20 vs 0.19: 5% worse
     assert rows["elastic vs static CER at k=1"]["met"] is True  # 0.24 vs 0.50
     assert "| CER synthetic zh at k=4 | 0.2500 | <= 0.15 | **no** |" in targets_markdown(list(rows.values()))
+
+
+def test_targets_leave_the_twin_comparison_unscored_at_unequal_budgets():
+    synthetic = _results({1: {"all": 0.24, "en": 0.12, "zh": 0.30}, 4: {"all": 0.20, "en": 0.10, "zh": 0.25}})
+    parts = {"synthetic": synthetic, "real": _results({1: {}, 4: {}}), "events": _results({1: {}, 4: {}})}
+    static = _results({1: {"all": 0.50}, 4: {"all": 0.19}})
+    rows = targets(parts, _results({1: {}, 4: {}}), static, k_max=4, steps=(12000, 7000))
+    twin = [row for row in rows if row["target"].startswith("elastic vs static")]
+    assert len(twin) == 2 and all(row["met"] is None and "12000 steps, static 7000" in row["goal"] for row in twin)
+    assert twin[1]["value"] == pytest.approx(0.20 / 0.19 - 1)
+    equal = targets(parts, _results({1: {}, 4: {}}), static, k_max=4, steps=(7000, 7000))
+    assert [row["met"] for row in equal if row["target"].startswith("elastic vs static")] == [True, True]
+
+
+def _scored(rows: int, characters: dict[str, int], ks=(1, 4)) -> dict:
+    """Results of `rows` rows with these reference characters per language at each k."""
+    cer = {language: {"cer": 0.5, "reference_characters": count} for language, count in characters.items()}
+    return {"rows": rows, "budgets": [{"k": k, "cer": cer} for k in ks]}
+
+
+def test_an_earlier_twin_evaluation_is_reused_only_on_the_same_rows(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_scored(200, {"all": 900, "en": 300})))
+    assert earlier_twin_results(path, _scored(200, {"all": 900, "en": 300}))["rows"] == 200
+    with pytest.raises(ValueError, match="other held-out rows"):
+        earlier_twin_results(path, _scored(200, {"all": 901, "en": 301}))
+    with pytest.raises(ValueError, match="other held-out rows"):
+        earlier_twin_results(path, _scored(300, {"all": 900, "en": 300}))
+    with pytest.raises(ValueError, match="no scores at k=2"):
+        earlier_twin_results(path, _scored(200, {"all": 900, "en": 300}, ks=(1, 2)))
 
 
 def test_training_data_carries_the_corpus_sources_for_the_card(tmp_path):
@@ -71,6 +108,21 @@ def test_training_history_chains_stages_and_counts_resumed_steps_once(tmp_path):
     assert history["loss_curve"][1][1] == pytest.approx(sum(100 / step for step in range(101, 151)) / 50, abs=1e-4)
     plot_training_curves({"elastic": history, "static": history}, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_training_history_continues_a_released_model_history(tmp_path):
+    first, second = _run(tmp_path / "first", 150), _run(tmp_path / "second", 100)
+    released = tmp_path / "released"
+    (released / "evaluation").mkdir(parents=True)
+    earlier = {name: training_history([first]) for name in ("elastic", "static")}
+    earlier["static"]["steps"] = 999  # which twin's record was read
+    (released / "evaluation" / "training_curves.json").write_text(json.dumps(earlier))
+    history = training_history([released, second], "elastic")
+    assert history["steps"] == 250 and [stage["run"] for stage in history["stages"]] == ["first", "second"]
+    assert [step for step, _ in history["loss_curve"]] == [100, 150, 250]
+    assert training_history([released], "static")["steps"] == 999
+    with pytest.raises(ValueError, match="only the first"):
+        training_history([second, released])
 
 
 def test_training_history_refuses_a_folder_that_is_not_a_run(tmp_path):
