@@ -3,15 +3,15 @@ corpus, check the targets of the training issue, and export the model folder the
 
     python -m training.release --elastic runs/touchasp-tiny/final --static runs/touchasp-tiny-static/final \
         --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300] \
-        [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]]
+        [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]] [--more-corpora CORPUS [CORPUS ...]]
 
 The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
 `--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
 those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
 `evaluation/static/` (the twin on the synthetic part, at the same k), `static/` (the twin's weights, so that a
 later release can train both further), `targets.json` and `targets.md` (every target with its measured value and
-whether it is met), and `training_data.json` (sources, licences, languages and events of the corpus, the targets,
-and the training procedure, which the card lists).
+whether it is met), and `training_data.json` (sources, licences, languages and events of the corpora it trained on:
+`--corpus` and any `--more-corpora`; the targets; and the training procedure, which the card lists).
 
 `--elastic-runs` / `--static-runs` name each model's training runs (`touchasp train` output folders), oldest
 first, when it was trained in stages (`model.init_from` of the previous stage's `final/`). Their `recipe.json` and
@@ -113,12 +113,37 @@ def targets_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def training_data(corpus: Path) -> dict[str, Any]:
-    """The card's training-data facts from the corpus's stats.json."""
-    stats = json.loads((corpus / "stats.json").read_text(encoding="utf-8"))
-    return {"sources": stats["sources"], "languages": stats["languages"], "events": stats["events"],
-            "emotions": stats["emotions"], "license": "apache-2.0", "corpus": stats["arguments"],
-            "splits": {split: {"hours": v["hours"], "utterances": v["utterances"]} for split, v in stats["splits"].items()}}  # fmt: skip
+def training_data(corpora: list[Path]) -> dict[str, Any]:
+    """The card's training-data facts from the stats.json of every corpus the model trained on: sources summed
+    by name and licence, and every language, event and emotion any of them holds."""
+    hours: dict[tuple[str, str], float] = {}
+    languages, events, emotions, described = set(), set(), set(), []
+    for corpus in corpora:
+        stats = json.loads((corpus / "stats.json").read_text(encoding="utf-8"))
+        for source in stats["sources"]:
+            key = (source["name"], source["license"])
+            hours[key] = hours.get(key, 0.0) + source["hours"]
+        languages.update(stats["languages"])
+        events.update(stats["events"])
+        emotions.update(stats["emotions"])
+        splits = {split: {"hours": v["hours"], "utterances": v["utterances"]} for split, v in stats["splits"].items()}
+        described.append({"name": corpus.name, **stats["arguments"], "splits": splits})
+    sources = [{"name": name, "license": license, "hours": round(total, 4)} for (name, license), total in hours.items()]
+    return {"sources": sources, "languages": sorted(languages), "events": sorted(events), "emotions": sorted(emotions),
+            "license": "apache-2.0", "corpora": described}  # fmt: skip
+
+
+def check_corpora_listed(histories: dict[str, dict[str, Any]], corpora: list[Path]) -> None:
+    """Refuse a release whose card would leave out a corpus some training stage read (its sources and licences)."""
+    listed = [corpus.resolve() for corpus in corpora]
+    for twin, history in histories.items():
+        for stage in history["stages"]:
+            for data_dir in stage.get("corpora", []):
+                if not any(Path(data_dir).resolve().is_relative_to(corpus) for corpus in listed):
+                    raise ValueError(
+                        f"{twin} stage {stage['run']!r} trained on {data_dir}, which no --corpus or --more-corpora "
+                        "folder holds: the card would not list its sources"
+                    )
 
 
 def training_history(runs: list[Path], twin: str = "elastic") -> dict[str, Any]:
@@ -154,6 +179,7 @@ def training_history(runs: list[Path], twin: str = "elastic") -> dict[str, Any]:
             "run": run.name, "steps": len(steps), "init_from": recipe["model"].get("init_from"),
             "lr": recipe["optimizer"]["lr"], "schedule": recipe["schedule"]["name"],
             "elastic_k_choices": recipe["model"].get("elastic_k_choices"),
+            "corpora": [corpus["data_dir"] for corpus in recipe.get("data", {}).get("corpora", [])],
             "audio_hours": round(sum(record["audio_seconds"] for record in records.values()) / 3600, 1),
             "wall_hours": round(sum(record["step_seconds"] for record in records.values()) / 3600, 2),
         })  # fmt: skip
@@ -239,16 +265,19 @@ def release(
     batch_size: int = 16,
     elastic_runs: list[Path] = (),
     static_runs: list[Path] = (),
+    more_corpora: list[Path] = (),
 ) -> list[dict[str, Any]]:
     """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
     the card has no training procedure. `static` is the twin's model folder, or an earlier release's
-    `evaluation/static/results.json` whose scores are reused."""
+    `evaluation/static/results.json` whose scores are reused. `corpus` holds the held-out rows and, with
+    `more_corpora`, every corpus the model trained on."""
     if bool(elastic_runs) != bool(static_runs):
         raise ValueError("pass the training runs of both twins (--elastic-runs and --static-runs) or of neither")
     histories = None
     if elastic_runs:
         histories = {name: training_history(list(runs), name)
                      for name, runs in (("elastic", elastic_runs), ("static", static_runs))}  # fmt: skip
+        check_corpora_listed(histories, [corpus, *more_corpora])
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     evaluation = staging / "evaluation"
@@ -264,7 +293,7 @@ def release(
         static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
     steps = (histories["elastic"]["steps"], histories["static"]["steps"]) if histories else None
     rows = targets(parts, overall, static_results, max(ks), steps)
-    card_facts = {**training_data(corpus), "targets": rows}
+    card_facts = {**training_data([corpus, *more_corpora]), "targets": rows}
     if histories:
         plot_training_curves(histories, evaluation / "training_curves.png")
         (evaluation / "training_curves.json").write_text(json.dumps(histories, indent=2) + "\n")
@@ -296,9 +325,11 @@ def main() -> None:
     parser.add_argument("--elastic-runs", type=Path, nargs="+", default=[],
                         help="the elastic model's `touchasp train` output folders, oldest stage first")  # fmt: skip
     parser.add_argument("--static-runs", type=Path, nargs="+", default=[], help="the same for the static twin")
+    parser.add_argument("--more-corpora", type=Path, nargs="+", default=[],
+                        help="further corpus folders the training stages read besides --corpus (for the card)")  # fmt: skip
     args = parser.parse_args()
     rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size,
-                   args.elastic_runs, args.static_runs)  # fmt: skip
+                   args.elastic_runs, args.static_runs, args.more_corpora)  # fmt: skip
     print(targets_markdown(rows), end="")
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from training.release import (
+    check_corpora_listed,
     earlier_twin_results,
     plot_training_curves,
     targets,
@@ -74,14 +75,42 @@ def test_an_earlier_twin_evaluation_is_reused_only_on_the_same_rows(tmp_path):
         earlier_twin_results(path, _scored(200, {"all": 900, "en": 300}, ks=(1, 2)))
 
 
+def _corpus(folder, recipe, sources, languages, events=("Speech",)):
+    """A corpus folder with only the stats.json the card reads; `sources`: (name, licence, hours) triples."""
+    folder.mkdir()
+    stats = {"sources": [{"name": name, "license": license, "hours": hours} for name, license, hours in sources],
+             "languages": list(languages), "events": list(events), "emotions": [], "arguments": {"recipe": recipe},
+             "splits": {"train": {"hours": 0.9, "utterances": 9}, "test": {"hours": 0.1, "utterances": 1}}}  # fmt: skip
+    (folder / "stats.json").write_text(json.dumps(stats))
+    return folder
+
+
 def test_training_data_carries_the_corpus_sources_for_the_card(tmp_path):
-    (tmp_path / "stats.json").write_text(
-        '{"sources": [{"name": "espeak-ng", "license": "GPL-3.0+", "hours": 1.0}], "languages": ["en"], '
-        '"events": ["Speech"], "emotions": [], "arguments": {"recipe": "mixed"}, '
-        '"splits": {"train": {"hours": 0.9, "utterances": 9}, "test": {"hours": 0.1, "utterances": 1}}}'
-    )
-    data = training_data(tmp_path)
+    data = training_data([_corpus(tmp_path / "mixed", "mixed", [("espeak-ng", "GPL-3.0+", 1.0)], ["en"])])
     assert data["sources"][0]["license"] == "GPL-3.0+" and data["emotions"] == [] and data["languages"] == ["en"]
+    assert data["corpora"] == [{"name": "mixed", "recipe": "mixed", "splits": {
+        "train": {"hours": 0.9, "utterances": 9}, "test": {"hours": 0.1, "utterances": 1}}}]  # fmt: skip
+
+
+def test_training_data_merges_every_training_corpus(tmp_path):
+    mixed = _corpus(tmp_path / "mixed", "mixed", [("espeak-ng", "GPL-3.0+", 1.0), ("asterisk", "CC-BY-SA-3.0", 0.5)],
+                    ["en", "ru"], events=["Speech", "Dog"])  # fmt: skip
+    synthetic = _corpus(tmp_path / "synthetic20", "synthetic", [("espeak-ng", "GPL-3.0+", 2.25)], ["zh", "en"])
+    data = training_data([mixed, synthetic])
+    assert data["sources"] == [{"name": "espeak-ng", "license": "GPL-3.0+", "hours": 3.25},
+                               {"name": "asterisk", "license": "CC-BY-SA-3.0", "hours": 0.5}]  # fmt: skip
+    assert data["languages"] == ["en", "ru", "zh"] and data["events"] == ["Dog", "Speech"]
+    assert [corpus["name"] for corpus in data["corpora"]] == ["mixed", "synthetic20"]
+
+
+def test_a_release_refuses_a_stage_whose_corpus_it_does_not_list(tmp_path):
+    mixed, synthetic = tmp_path / "mixed", tmp_path / "synthetic20"
+    histories = {"elastic": {"stages": [{"run": "stage1", "corpora": [str(mixed / "train")]},
+                                        {"run": "stage2", "corpora": [str(mixed / "train"), str(synthetic / "train")]}]},
+                 "static": {"stages": [{"run": "static"}]}}  # fmt: skip
+    check_corpora_listed(histories, [mixed, synthetic])
+    with pytest.raises(ValueError, match="stage2.*synthetic20/train.*--more-corpora"):
+        check_corpora_listed(histories, [mixed])
 
 
 def _run(folder, steps, init_from=None, resumed_at=None):
@@ -89,7 +118,7 @@ def _run(folder, steps, init_from=None, resumed_at=None):
     from there on twice, as a killed and resumed run does."""
     folder.mkdir()
     recipe = {"model": {"init_from": init_from, "elastic_k_choices": [1, 2]}, "optimizer": {"lr": 0.002},
-              "schedule": {"name": "cosine"}}  # fmt: skip
+              "schedule": {"name": "cosine"}, "data": {"corpora": [{"data_dir": "corpora/mixed/train", "weight": 1.0}]}}  # fmt: skip
     (folder / "recipe.json").write_text(json.dumps(recipe))
     logged = list(range(1, steps + 1)) + (list(range(resumed_at, steps + 1)) if resumed_at else [])
     records = [{"step": step, "loss": 100 / step, "audio_seconds": 36.0, "step_seconds": 1.8} for step in logged]
@@ -104,6 +133,7 @@ def test_training_history_chains_stages_and_counts_resumed_steps_once(tmp_path):
     assert history["steps"] == 250 and [stage["steps"] for stage in history["stages"]] == [150, 100]
     assert history["stages"][0]["init_from"] is None and history["stages"][1]["init_from"].endswith("first/final")
     assert history["stages"][0]["audio_hours"] == 1.5 and history["stages"][1]["wall_hours"] == 0.05
+    assert history["stages"][1]["corpora"] == ["corpora/mixed/train"]
     assert [step for step, _ in history["loss_curve"]] == [100, 150, 250]
     assert history["loss_curve"][1][1] == pytest.approx(sum(100 / step for step in range(101, 151)) / 50, abs=1e-4)
     plot_training_curves({"elastic": history, "static": history}, tmp_path / "curves.png")
