@@ -59,6 +59,7 @@ def save_touchasp(
     """
     model.save_pretrained(save_directory)
     processor.save_pretrained(save_directory)
+    _drop_loading_options(os.path.join(save_directory, "tokenizer_config.json"))
     shutil.copy(inspect.getfile(TouchASPPipeline), save_directory)
     generation_config = copy.deepcopy(model.generation_config)
     generation_config.update(do_sample=False, num_beams=1, max_new_tokens=default_max_new_tokens(model.config))
@@ -82,6 +83,17 @@ def save_touchasp(
     with open(config_path, "w", encoding="utf-8") as file:
         json.dump(config, file, indent=2, sort_keys=True)
         file.write("\n")
+
+
+def _drop_loading_options(tokenizer_config_path: str) -> None:
+    """Remove `local_files_only`, which Transformers saves from the call that loaded the tokenizer (true under
+    HF_HUB_OFFLINE=1): how this process loaded the files is not a property of the folder."""
+    with open(tokenizer_config_path, encoding="utf-8") as file:
+        tokenizer_config = json.load(file)
+    if tokenizer_config.pop("local_files_only", None) is not None:
+        with open(tokenizer_config_path, "w", encoding="utf-8") as file:
+            json.dump(tokenizer_config, file, indent=2, sort_keys=True, ensure_ascii=False)
+            file.write("\n")
 
 
 def _code_reference(cls: type) -> str:

@@ -156,6 +156,8 @@ def test_exported_folder_is_a_complete_hub_repo(exported: Path):
                  "evaluation/results.json", "evaluation/quality_vs_active_parameters.png"):  # fmt: skip
         assert (exported / name).is_file(), name
     assert not list(exported.glob("evaluation/hypotheses_*")), "per-clip hypotheses are not published"
+    # The export loaded the source under HF_HUB_OFFLINE=1 (the test run's setting); that must not ship.
+    assert "local_files_only" not in json.loads((exported / "tokenizer_config.json").read_text())
 
 
 def test_exported_folder_loads_without_the_package_and_matches_the_source(
