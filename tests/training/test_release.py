@@ -118,7 +118,8 @@ def _run(folder, steps, init_from=None, resumed_at=None):
     from there on twice, as a killed and resumed run does."""
     folder.mkdir()
     recipe = {"model": {"init_from": init_from, "elastic_k_choices": [1, 2]}, "optimizer": {"lr": 0.002},
-              "schedule": {"name": "cosine"}, "data": {"corpora": [{"data_dir": "corpora/mixed/train", "weight": 1.0}]}}  # fmt: skip
+              "schedule": {"name": "cosine"},
+              "data": {"corpora": [{"data_dir": "corpora/mixed/train", "weight": 1.0}]}}  # fmt: skip
     (folder / "recipe.json").write_text(json.dumps(recipe))
     logged = list(range(1, steps + 1)) + (list(range(resumed_at, steps + 1)) if resumed_at else [])
     records = [{"step": step, "loss": 100 / step, "audio_seconds": 36.0, "step_seconds": 1.8} for step in logged]
