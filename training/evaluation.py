@@ -6,7 +6,8 @@
 `{"id", "audio", "text", "language", "gender", "emotion", "events"}`, labels None where the source has none, and
 `audio` anything `processing.audio.load_audio` takes (a path, or a `{"bytes", "path"}` dict from `datasets`).
 
-`evaluate_model` decodes every clip whole with greedy search at each k, parses the output with
+`evaluate_model` decodes every clip whole with greedy search at each k (a looping transcript is decoded again by
+the model's temperature fallback, as in the pipeline), parses the output with
 `TouchASPProcessor.decode_perception` (the parser the pipeline uses), and scores it with the `evaluate` metric
 modules in `training/metrics/`.
 """
