@@ -3,6 +3,8 @@ FFN an elastic MoE. Shaped like Transformers' Whisper: one module per role."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,12 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_touchasp import TouchASPConfig
 from .emoe import ElasticMoE, TouchASPExperts, TouchASPRouter
+from .generation_touchasp import (
+    COMPRESSION_RATIO_THRESHOLD,
+    FALLBACK_TEMPERATURES,
+    apply_temperature_fallback,
+    uses_fallback,
+)
 
 
 @dataclass
@@ -577,7 +585,8 @@ def _restrict_k(config: TouchASPConfig, pool: int) -> tuple[list[int], list[floa
 
 class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin):
     """The ASR/perception model: `labels` give label-smoothed CE + ctc_weight * CTC + balance loss;
-    `generate(input_features, attention_mask=..., num_experts_per_tok=k)` decodes greedy or beam."""
+    `generate(input_features, attention_mask=..., num_experts_per_tok=k)` decodes greedy or beam; a greedy
+    transcript that loops is decoded again by sampling (`generation_touchasp`)."""
 
     _tied_weights_keys = {"proj_out.weight": "model.decoder.embed_tokens.weight"}
 
@@ -649,6 +658,28 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
             attention_loss=attention_loss,
             ctc_loss=ctc_loss,
             balance_loss=outputs.balance_loss,
+        )
+
+    def generate(
+        self,
+        input_features: torch.Tensor | None = None,
+        compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD,
+        fallback_temperatures: Sequence[float] = FALLBACK_TEMPERATURES,
+        **kwargs,
+    ):
+        """`GenerationMixin.generate`, then Whisper's temperature fallback for each greedy row whose transcript
+        compresses better than `compression_ratio_threshold` (None: off); see `apply_temperature_fallback`."""
+        if input_features is None:
+            input_features = kwargs.pop("inputs", None)
+        output = super().generate(input_features, **kwargs)
+        generation_config = copy.deepcopy(kwargs.pop("generation_config", None) or self.generation_config)
+        model_kwargs = generation_config.update(**kwargs)
+        model_kwargs["input_features"] = input_features
+        if not uses_fallback(generation_config, compression_ratio_threshold, model_kwargs):
+            return output
+        return apply_temperature_fallback(
+            super().generate, output, generation_config, model_kwargs, self.config, compression_ratio_threshold,
+            fallback_temperatures,
         )
 
     def attention_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,10 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
     `scores` are averaged over the chunks, weighted by chunk duration times the chunk's speech probability
     (1 - P(`nospeech`)), so that silent stretches do not outvote speech; events are the union over chunks, each
     with its best score. Decoding is greedy with at most 128 new tokens unless the model's generation config or
-    the call says otherwise, constrained to a well-formed task-token prefix (`processor.task_grammar()`). Bad audio raises `TouchASPInputError` (a `ValueError`) naming the input.
+    the call says otherwise, constrained to a well-formed task-token prefix (`processor.task_grammar()`); a
+    transcript that loops is decoded again by sampling (the model's temperature fallback, Whisper's rule; pass
+    `generate_kwargs={"compression_ratio_threshold": None}` to turn it off). Bad audio raises
+    `TouchASPInputError` (a `ValueError`) naming the input.
     """
 
     # Optional rather than required (the stock flags are tokenizer and feature extractor only): a TouchASP model
