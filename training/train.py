@@ -96,7 +96,7 @@ DEFAULTS: dict[str, Any] = {
 RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
-TEMP_PREFIX = ".tmp-checkpoint-"
+TEMP_PREFIX = ".tmp-"  # a checkpoint or `final/` being written; renamed into place when complete
 RECIPE_FILE = "recipe.json"
 
 
@@ -280,7 +280,7 @@ def save_checkpoint(
     """`save_state` (model, optimizer, scheduler, RNG of every rank) into a temp folder, then `trainer_state.json`
     (step, every rank's stream position, config hash), then one `os.replace` to `checkpoint-STEP`."""
     positions = gather_object([position.to_dict()])
-    temp = output_dir / f"{TEMP_PREFIX}{step}"
+    temp = output_dir / f"{TEMP_PREFIX}checkpoint-{step}"
     if accelerator.is_main_process and temp.exists():
         shutil.rmtree(temp)
     accelerator.wait_for_everyone()
@@ -510,8 +510,14 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     progress.close()
 
     final = output_dir / "final"
-    if accelerator.is_main_process:
-        save_touchasp(accelerator.unwrap_model(model), processor, final)
+    if accelerator.is_main_process:  # written aside and renamed: a `final/` that exists is complete
+        temp = output_dir / f"{TEMP_PREFIX}final"
+        if temp.exists():
+            shutil.rmtree(temp)
+        save_touchasp(accelerator.unwrap_model(model), processor, temp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temp, final)
     accelerator.end_training()
     stream_batches.close()
     return final

@@ -215,8 +215,9 @@ def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path, s
     train(load_config(recipe))
     straight = final_weights(output_dir)
     shutil.rmtree(output_dir / "checkpoint-3")
-    # A save killed before its rename, and a folder whose trainer_state.json never landed.
+    # Saves killed before their rename, and a folder whose trainer_state.json never landed.
     shutil.copytree(output_dir / "checkpoint-2", output_dir / ".tmp-checkpoint-7")
+    shutil.copytree(output_dir / "final", output_dir / ".tmp-final")
     shutil.copytree(output_dir / "checkpoint-2", output_dir / "checkpoint-9")
     (output_dir / "checkpoint-9" / "trainer_state.json").unlink()
     assert [step for step, _ in complete_checkpoints(output_dir)] == [1, 2]
@@ -230,6 +231,7 @@ def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path, s
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 3], "resumed after step 2, not 9 or 7"
     resumed = final_weights(output_dir)
     assert max(float(np.abs(straight[name] - resumed[name]).max()) for name in straight) <= 1e-6
+    assert not list(output_dir.glob(".tmp-*")), "temp folders of interrupted saves are removed"
 
 
 def test_unknown_recipe_key_is_named(corpus, tmp_path):
