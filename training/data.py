@@ -35,6 +35,8 @@ from datasets.distributed import split_dataset_by_node
 from processing.processing_touchasp import TouchASPProcessor
 
 TARGET_FIELDS = ("text", "language", "emotion", "gender", "events")
+# The language label of rows without speech (event and music clips).
+NO_SPEECH = "nospeech"
 # The corpus row schema of DESIGN.md section 6.
 CORPUS_FEATURES = Features(
     {
@@ -207,35 +209,53 @@ def plan_batches(
         epoch, consumed = epoch + 1, 0
 
 
+@dataclass(frozen=True)
+class NoiseClip:
+    """A background clip and the event classes it adds to the row it is mixed into."""
+
+    waveform: np.ndarray
+    events: tuple[str, ...]
+
+
 def load_noise_clips(data_dir: str | Path, max_clips: int) -> list[dict[str, Any]]:
-    """Up to `max_clips` encoded clips ({"bytes", "path"}) of an events corpus, mixed in as background noise."""
-    return [row["audio"] for row in itertools.islice(load_corpus(data_dir), max_clips)]
+    """Up to `max_clips` rows ({"audio": encoded clip, "events"}) of an events corpus, mixed in as background noise.
+    Only rows without speech (language `nospeech`) qualify: a second voice would be speech the target never
+    transcribes."""
+    rows = (row for row in load_corpus(data_dir) if row["language"] == NO_SPEECH)
+    clips = [{"audio": row["audio"], "events": row["events"]} for row in itertools.islice(rows, max_clips)]
+    if not clips:
+        raise ValueError(
+            f"augment.noise_data_dir {str(data_dir)!r} holds no rows of language {NO_SPEECH!r} to mix in"
+        )
+    return clips
 
 
 def augment_waveform(
     waveform: np.ndarray,
     rng: np.random.Generator,
     config: AugmentConfig,
-    noise: list[np.ndarray],
+    noise: list[NoiseClip],
     sampling_rate: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Speed perturbation (resampling: tempo and pitch change together, as in Kaldi's recipe) and additive noise
-    at an SNR drawn uniformly from `config.snr_db`. Every draw comes from `rng`, so a row seeded by its stream
-    position is augmented identically in any worker and after a resume."""
+    at an SNR drawn uniformly from `config.snr_db`; returns the waveform and the events of the noise mixed in
+    (none when no noise was). Every draw comes from `rng`, so a row seeded by its stream position is augmented
+    identically in any worker and after a resume."""
     if config.speed_prob > 0 and rng.random() < config.speed_prob:
         factor = float(rng.choice(config.speed_factors))
         if factor != 1.0:
             waveform = soxr.resample(waveform, sampling_rate * factor, sampling_rate).astype(np.float32)
     if noise and config.noise_prob > 0 and rng.random() < config.noise_prob:
         clip = noise[int(rng.integers(len(noise)))]
-        repeats = -(-len(waveform) // len(clip))
-        offset = int(rng.integers(len(clip)))
-        background = np.tile(clip, repeats + 1)[offset : offset + len(waveform)]
+        repeats = -(-len(waveform) // len(clip.waveform))
+        offset = int(rng.integers(len(clip.waveform)))
+        background = np.tile(clip.waveform, repeats + 1)[offset : offset + len(waveform)]
         snr = rng.uniform(*config.snr_db)
         signal_power = float(np.mean(waveform**2)) + 1e-10
         noise_power = float(np.mean(background**2)) + 1e-10
         waveform = (waveform + background * np.sqrt(signal_power / (noise_power * 10 ** (snr / 10)))).astype(np.float32)
-    return waveform
+        return waveform, clip.events
+    return waveform, ()
 
 
 class Featurizer:
@@ -249,16 +269,22 @@ class Featurizer:
         self.seed = seed
         self.rank = rank
         self.sampling_rate = processor.feature_extractor.sampling_rate
-        self.noise = [processor.load_audio(source) for source in noise_sources]
+        self.noise = [
+            NoiseClip(processor.load_audio(source["audio"]), tuple(source["events"] or ())) for source in noise_sources
+        ]
 
     def __call__(self, batch: PlannedBatch) -> dict[str, np.ndarray]:
-        """Inputs (`input_features`, `attention_mask`, `labels`, `decoder_input_ids`) as numpy arrays."""
+        """Inputs (`input_features`, `attention_mask`, `labels`, `decoder_input_ids`) as numpy arrays. Events of
+        mixed-in noise join a row's labelled events (unlabelled events stay unlabelled)."""
         waveforms = []
-        for row, index in zip(batch.rows, batch.indices):
+        targets = {name: [row[name] for row in batch.rows] for name in TARGET_FIELDS}
+        for number, (row, index) in enumerate(zip(batch.rows, batch.indices)):
             waveform = self.processor.load_audio(row["audio"])
             rng = np.random.default_rng([self.seed, self.rank, batch.epoch, index])
-            waveforms.append(augment_waveform(waveform, rng, self.augment, self.noise, self.sampling_rate))
-        targets = {name: [row[name] for row in batch.rows] for name in TARGET_FIELDS}
+            waveform, heard = augment_waveform(waveform, rng, self.augment, self.noise, self.sampling_rate)
+            waveforms.append(waveform)
+            if heard and row["events"] is not None:
+                targets["events"][number] = list(dict.fromkeys([*row["events"], *heard]))
         return dict(self.processor(audio=waveforms, sampling_rate=self.sampling_rate, return_tensors="np", **targets))
 
 

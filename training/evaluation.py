@@ -184,8 +184,8 @@ def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> 
             features = processor.feature_extractor(waveforms, sampling_rate=rate, return_tensors="pt")
             with torch.inference_mode():
                 output = model.generate(
-                    input_features=features["input_features"],
-                    attention_mask=features["attention_mask"],
+                    input_features=features["input_features"].to(model.device),
+                    attention_mask=features["attention_mask"].to(model.device),
                     num_experts_per_tok=k,
                     num_beams=1,
                     do_sample=False,

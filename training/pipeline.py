@@ -66,7 +66,7 @@ from tqdm import tqdm
 
 from processing.audio import TouchASPInputError, load_audio
 from processing.text_normalization import error_counts, normalize_for_cer
-from training.data import CORPUS_FEATURES, PR_SET_PDEATHSIG, encode_flac
+from training.data import CORPUS_FEATURES, NO_SPEECH, PR_SET_PDEATHSIG, encode_flac
 
 SAMPLING_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
@@ -75,7 +75,6 @@ STAGES = ("decode", "segment", "pseudo_label", "validate", "write")
 DROP_REASONS = ("unreadable", "duration", "empty", "language", "language_disagreement", "cer", "chars_per_second")
 # Lower edges of the CER histogram's bins; the last bin is open above.
 CER_BIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-NO_SPEECH = "nospeech"
 # Slot labels that mean "the model does not know", written as a missing label (None) in the corpus.
 UNKNOWN_LABELS = frozenset({"lang_unknown", "gender_unknown", "EMO_UNKNOWN"})
 # Config fields that do not change which rows come out, so a rerun may change them.

@@ -28,6 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,13 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    InitProcessGroupKwargs,
+    ProjectConfiguration,
+    gather_object,
+    set_seed,
+)
 from tqdm import tqdm
 
 from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration, save_touchasp
@@ -94,15 +101,21 @@ DEFAULTS: dict[str, Any] = {
 }
 # Sections that may change between a run and its resume without changing what is trained.
 RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
+# The other ranks wait at a barrier while rank 0 evaluates; the default (10 min NCCL, 30 min gloo) is too short
+# for a whole test set at several k.
+BARRIER_TIMEOUT = timedelta(hours=3)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
-TEMP_PREFIX = ".tmp-"  # a checkpoint or `final/` being written; renamed into place when complete
+TEMP_PREFIX = ".tmp-"  # a checkpoint, `final/`, tokenizer or CMVN being written; renamed into place when complete
+# What the recipe trains or fits before step 1; kept for a resume, rebuilt when no checkpoint vouches for them.
+TOKENIZER_DIR, FEATURE_EXTRACTOR_DIR = "tokenizer", "feature_extractor"
 RECIPE_FILE = "recipe.json"
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
     """The recipe at `path` over `DEFAULTS`, then `--set section.key=value` overrides (values parsed as YAML;
-    list items by index: `data.corpora.0.data_dir=...`). Unknown keys are errors that name the key."""
+    list items by index: `data.corpora.0.data_dir=...`, where index len(list) adds an item). Unknown keys are
+    errors that name the key."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config {str(path)!r} does not exist")
@@ -121,7 +134,11 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
         raise ValueError(f"{path}: mixed_precision={config['mixed_precision']!r}; expected no, bf16 or auto")
     if config["schedule"]["name"] not in ("cosine", "noam", "constant"):
         raise ValueError(f"{path}: schedule.name={config['schedule']['name']!r}; expected cosine, noam or constant")
+    if not isinstance(config["data"]["corpora"], list):
+        raise ValueError(f"{path}: data.corpora must be a list of {{data_dir, weight}} mappings")
     for corpus in config["data"]["corpora"]:
+        if not isinstance(corpus, dict):
+            raise ValueError(f"{path}: data.corpora entry {corpus!r} must be a mapping with data_dir and weight")
         unknown = set(corpus) - {"data_dir", "weight"}
         if unknown or "data_dir" not in corpus:
             raise ValueError(f"{path}: data.corpora entry {corpus} must have data_dir and optional weight only")
@@ -132,11 +149,13 @@ def _set_path(tree: Any, keys: list[str], value: Any, override: str) -> None:
     for position, key in enumerate(keys):
         last = position == len(keys) - 1
         if isinstance(tree, list):
-            if not key.isdigit() or int(key) >= len(tree):
+            if not key.isdigit() or int(key) > len(tree):
                 raise ValueError(f"--set {override!r}: {key!r} is not an index of a list of {len(tree)}")
             key = int(key)
+            if key == len(tree):
+                tree.append({})
         elif not last:
-            tree = tree.setdefault(key, {})
+            tree = tree.setdefault(key, [] if keys[position + 1].isdigit() else {})
             continue
         if last:
             tree[key] = value
@@ -177,8 +196,8 @@ def corpus_texts(corpora: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def corpus_audio(corpora: list[dict[str, Any]], max_seconds: float) -> Iterator[dict[str, Any]]:
-    """Audio cells of the training corpora, an equal share of `max_seconds` from every shard (shards hold rows in
-    recipe order, so the first rows of one shard alone would not represent the mix)."""
+    """Audio cells of the training corpora, an equal share of `max_seconds` from every shard, so that every corpus
+    of the recipe is represented (the first shards alone would hold only the first corpus)."""
     shards = [shard for corpus in corpora for shard in sorted(Path(corpus["data_dir"]).glob("**/*.parquet"))]
     share = max_seconds / max(len(shards), 1)
     for shard in shards:
@@ -202,12 +221,12 @@ def build_feature_extractor(
     features = config["features"]
     if features["cmvn"] != "global":
         return TouchASPFeatureExtractor(cmvn=features["cmvn"])
-    path = output_dir / "feature_extractor"
-    if accelerator.is_main_process and not (path / "preprocessor_config.json").is_file():
+    path = output_dir / FEATURE_EXTRACTOR_DIR
+    if accelerator.is_main_process and not path.is_dir():
         extractor = TouchASPFeatureExtractor().fit_global_cmvn(
             corpus_audio(config["data"]["corpora"], features["cmvn_seconds"])
         )
-        extractor.save_pretrained(str(path))
+        _write_atomically(path, lambda temp: extractor.save_pretrained(str(temp)))
     accelerator.wait_for_everyone()
     return TouchASPFeatureExtractor.from_pretrained(str(path))
 
@@ -219,14 +238,24 @@ def build_processor(config: dict[str, Any], output_dir: Path, accelerator: Accel
         return TouchASPProcessor.from_pretrained(config["model"]["init_from"])
     path = config["tokenizer"]["path"]
     if path is None:
-        path = output_dir / "tokenizer"
-        if accelerator.is_main_process and not (path / "tokenizer.json").is_file():
-            train_tokenizer(corpus_texts(config["data"]["corpora"]), path, config["tokenizer"]["vocab_size"])
+        path = output_dir / TOKENIZER_DIR
+        if accelerator.is_main_process and not path.is_dir():
+            texts = corpus_texts(config["data"]["corpora"])
+            _write_atomically(path, lambda temp: train_tokenizer(texts, temp, config["tokenizer"]["vocab_size"]))
         accelerator.wait_for_everyone()
     elif not Path(path, "tokenizer.json").is_file():
         raise FileNotFoundError(f"tokenizer.path {str(path)!r} holds no tokenizer.json")
     tokenizer = TouchASPTokenizer.from_pretrained(str(path))
     return TouchASPProcessor(build_feature_extractor(config, output_dir, accelerator), tokenizer)
+
+
+def _write_atomically(path: Path, write) -> None:
+    """`write(temp)` into a temp folder beside `path`, then one rename: a folder at `path` is always complete."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    if temp.exists():
+        shutil.rmtree(temp)
+    write(temp)
+    os.replace(temp, path)
 
 
 def build_model(config: dict[str, Any], processor: TouchASPProcessor) -> TouchASPForConditionalGeneration:
@@ -322,13 +351,18 @@ def restore_checkpoint(accelerator: Accelerator, output_dir: Path, hash_: str) -
 
 
 class KRecorder:
-    """Records the k each eMoE router actually used (its top-k width), to check that ranks agree."""
+    """Records the k each eMoE router actually used (its top-k width) in training forwards, to check that ranks
+    agree; rank 0's evaluation passes are left out."""
 
     def __init__(self, model: torch.nn.Module):
         self.ks: list[int] = []
         for module in model.modules():
             if isinstance(module, TouchASPRouter):
-                module.register_forward_hook(lambda _module, _inputs, output: self.ks.append(output[2].shape[-1]))
+                module.register_forward_hook(self._record)
+
+    def _record(self, module: torch.nn.Module, _inputs: Any, output: tuple) -> None:
+        if module.training:
+            self.ks.append(output[2].shape[-1])
 
     def pop(self) -> list[int]:
         ks, self.ks = self.ks, []
@@ -388,15 +422,24 @@ def _mixed_precision(setting: str) -> str:
 
 def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool) -> None:
     """Create `output_dir`, drop temp folders of interrupted saves, and start a fresh run's per-step logs empty
-    (a resume appends to them: the last record of a step wins). A fresh run refuses a folder with checkpoints."""
-    if not resume and complete_checkpoints(output_dir):
+    (a resume appends to them: the last record of a step wins). A fresh run refuses a folder with checkpoints.
+    Without a checkpoint (whose config hash proves the recipe unchanged) the run starts at step 0, so a tokenizer
+    or CMVN left by an earlier attempt, perhaps of another recipe, is dropped and made again."""
+    checkpoints = complete_checkpoints(output_dir)
+    if not resume and checkpoints:
         raise FileExistsError(
             f"output_dir {output_dir} already holds checkpoints; pass --resume to continue them, or choose another"
         )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in output_dir.glob(f"{TEMP_PREFIX}*"):
-            shutil.rmtree(stale)
+        stale = list(output_dir.glob(f"{TEMP_PREFIX}*"))
+        if not checkpoints:
+            stale += [output_dir / name for name in (TOKENIZER_DIR, FEATURE_EXTRACTOR_DIR)]
+        for leftover in stale:
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            elif leftover.exists():
+                leftover.unlink()
         for log in () if resume else ("examples.jsonl", "eval_results.jsonl", "drawn_k_rank*.jsonl"):
             for path in output_dir.glob(log):
                 path.unlink()
@@ -425,12 +468,13 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
         mixed_precision=_mixed_precision(config["mixed_precision"]),
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=True),
+            InitProcessGroupKwargs(timeout=BARRIER_TIMEOUT),
+        ],
     )
     rank, world_size = accelerator.process_index, accelerator.num_processes
     prepare_output_dir(accelerator, output_dir, resume)
-    if accelerator.is_main_process:
-        (output_dir / RECIPE_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     set_seed(config["seed"])
     hash_ = config_hash(config)
 
@@ -444,6 +488,12 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     processor = build_processor(config, output_dir, accelerator)
     model = build_model(config, processor)
     model.train()
+    eval_config = config["eval"]
+    eval_ks = eval_config["ks"] or model.config.elastic_k_choices
+    if eval_config["data"] and eval_config["interval"] > 0:
+        wrong = [k for k in eval_ks if not 1 <= k <= model.config.n_routed_experts]
+        if wrong:
+            raise ValueError(f"eval.ks {wrong} outside 1..{model.config.n_routed_experts} (the routed experts)")
     stream = stream.filter(fits_decoder, fn_kwargs=dict(processor=processor,
                                                         max_target_positions=model.config.max_target_positions))
     optimizer, scheduler = build_optimizer(model, config)
@@ -454,16 +504,18 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     recorder = KRecorder(model) if config["log"]["record_k"] else None
 
     step, position = restore_checkpoint(accelerator, output_dir, hash_) if resume else (0, StreamPosition())
+    if accelerator.is_main_process:  # after the resume check: a refused recipe never replaces the one trained
+        temp = output_dir / f"{TEMP_PREFIX}{RECIPE_FILE}"
+        temp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, output_dir / RECIPE_FILE)
 
     plan = plan_batches(stream, data["max_batch_seconds"], data["bucket_pool_size"], config["seed"], position)
     featurizer = Featurizer(processor, augment, noise, config["seed"], rank)
     stream_batches = batches(plan, featurizer, data["num_workers"], data["prefetch"])
 
-    eval_config = config["eval"]
     evaluator = None
     if accelerator.is_main_process and eval_config["data"] and eval_config["interval"] > 0:
-        unwrapped = accelerator.unwrap_model(model)
-        evaluator = Evaluator(eval_config, eval_config["ks"] or unwrapped.config.elastic_k_choices)
+        evaluator = Evaluator(eval_config, eval_ks)
     if accelerator.is_main_process:
         accelerator.init_trackers("touchasp", config=_flat_hparams(config))
 
@@ -473,7 +525,7 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     window_started, window_seconds = time.perf_counter(), 0.0
     while step < config["max_steps"]:
         step_started = time.perf_counter()
-        loss, seconds, data_wait, ids, position = _train_step(
+        loss, lr, seconds, data_wait, ids, position = _train_step(
             accelerator, model, optimizer, scheduler, stream_batches, step, config
         )
         step_seconds = time.perf_counter() - step_started
@@ -494,7 +546,7 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
         progress.update(1)
         if _due(step, config["log"]["interval"], config["max_steps"]):
             accelerator.log(
-                {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/audio_seconds_per_second": speed,
+                {"train/loss": loss, "train/lr": lr, "train/audio_seconds_per_second": speed,
                  "train/data_wait_share": data_wait / step_seconds},
                 step=step,
             )
@@ -531,11 +583,11 @@ def _train_step(
     stream_batches: Iterator[Batch],
     step: int,
     config: dict[str, Any],
-) -> tuple[float, float, float, list[str], StreamPosition]:
+) -> tuple[float, float, float, float, list[str], StreamPosition]:
     """One optimizer step over `grad_accumulation` batches, all at `elastic_step=step` (one k draw per step).
 
-    Returns (mean loss over ranks and batches, audio seconds of all ranks, seconds this rank waited for data,
-    this rank's example ids, the stream position after the last batch)."""
+    Returns (mean loss over ranks and batches, the learning rate of this step, audio seconds of all ranks,
+    seconds this rank waited for data, this rank's example ids, the stream position after the last batch)."""
     accumulation = config["grad_accumulation"]
     totals = torch.zeros(2)
     ids: list[str] = []
@@ -554,11 +606,12 @@ def _train_step(
         ids += batch.ids
     if config["grad_clip"]:
         accelerator.clip_grad_norm_(model.parameters(), config["grad_clip"])
+    lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     loss_sum, seconds = accelerator.reduce(totals.to(accelerator.device), reduction="sum").tolist()
-    return loss_sum / accelerator.num_processes, seconds, data_wait, ids, batch.position_after
+    return loss_sum / accelerator.num_processes, lr, seconds, data_wait, ids, batch.position_after
 
 
 def _due(step: int, interval: int, max_steps: int) -> bool:
@@ -579,7 +632,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set data.corpora.0.data_dir=corpora/mixed/train --set max_steps=50",
     )
-    parser.add_argument("--data-dir", help="shorthand for --set data.corpora.0.data_dir=DATA_DIR")
+    parser.add_argument(
+        "--data-dir", help="shorthand for --set data.corpora.0.data_dir=DATA_DIR (the only corpus of a recipe without)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,21 @@
-"""Row filtering of the training stream."""
+"""Row filtering and noise augmentation of the training stream."""
 
-from training.data import fits_decoder
+import numpy as np
+import pytest
+
+from training.data import (
+    CORPUS_FEATURES,
+    NO_SPEECH,
+    AugmentConfig,
+    Featurizer,
+    PlannedBatch,
+    StreamPosition,
+    encode_flac,
+    fits_decoder,
+    load_corpus,
+    load_noise_clips,
+    write_corpus,
+)
 
 
 def test_rows_whose_target_outgrows_the_decoder_are_left_out(tiny_processor):
@@ -10,3 +25,48 @@ def test_rows_whose_target_outgrows_the_decoder_are_left_out(tiny_processor):
     assert not fits_decoder(row, tiny_processor, max_target_positions=len(labels) - 1)
     long_row = {**row, "text": "hello world " * 200}
     assert not fits_decoder(long_row, tiny_processor, max_target_positions=256)
+
+
+def write_events_corpus(out_dir, rows):
+    """A one-shard corpus of (id, language, text, events, seed) rows, each one second of seeded noise."""
+    columns = {name: [] for name in CORPUS_FEATURES}
+    for row_id, language, text, events, seed in rows:
+        waveform = np.random.default_rng(seed).normal(0, 0.1, 16000).astype(np.float32)
+        values = {
+            "audio": encode_flac(waveform, row_id), "text": text, "language": language, "emotion": None,
+            "gender": None, "events": events, "id": row_id, "duration": 1.0, "source": "test",
+        }
+        for name, value in values.items():
+            columns[name].append(value)
+    return write_corpus(columns, out_dir)
+
+
+def test_noise_clips_are_the_rows_without_speech(tmp_path):
+    corpus = write_events_corpus(tmp_path / "events", [
+        ("dog", NO_SPEECH, "", ["Dog"], 1), ("speech-over-bell", "en", "hello", ["Speech", "Bell"], 2),
+        ("drum", NO_SPEECH, "", ["Drum"], 3),
+    ])  # fmt: skip
+    assert [clip["events"] for clip in load_noise_clips(corpus, max_clips=5)] == [["Dog"], ["Drum"]]
+    assert [clip["events"] for clip in load_noise_clips(corpus, max_clips=1)] == [["Dog"]]
+    speech_only = write_events_corpus(tmp_path / "speech", [("a", "en", "hello", ["Speech"], 4)])
+    with pytest.raises(ValueError, match="no rows of language 'nospeech'"):
+        load_noise_clips(speech_only, max_clips=5)
+
+
+def test_mixed_in_noise_adds_its_events_to_labelled_rows_only(tiny_processor, tmp_path):
+    corpus = write_events_corpus(tmp_path / "events", [("dog", NO_SPEECH, "", ["Dog"], 1)])
+    speech = write_events_corpus(tmp_path / "speech", [
+        ("labelled", "en", "hello world", ["Speech"], 5), ("unlabelled", "en", "hello", None, 6),
+    ])  # fmt: skip
+    rows = list(load_corpus(speech))
+    batch = PlannedBatch(rows, [0, 1], 0, StreamPosition())
+    always = AugmentConfig(noise_prob=1.0, snr_db=[10.0, 10.0])
+    noisy = Featurizer(tiny_processor, always, load_noise_clips(corpus, 5), seed=0, rank=0)(batch)
+    clean = Featurizer(tiny_processor, AugmentConfig(), [], seed=0, rank=0)(batch)
+    expected = tiny_processor(
+        text=["hello world", "hello"], language=["en", "en"], emotion=[None, None], gender=[None, None],
+        events=[["Speech", "Dog"], None], return_tensors="np",
+    )
+    np.testing.assert_array_equal(noisy["labels"], expected["labels"])
+    assert not np.array_equal(noisy["labels"], clean["labels"])
+    assert not np.allclose(noisy["input_features"], clean["input_features"])

@@ -23,7 +23,8 @@ from tests.conftest import HAS_ESPEAK, synthesize, tiny_config_kwargs
 from training.data import CORPUS_FEATURES, write_corpus
 from processing.feature_extraction_touchasp import TouchASPFeatureExtractor
 from processing.processing_touchasp import TouchASPProcessor
-from training.train import complete_checkpoints, corpus_audio, load_config, train
+from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration
+from training.train import KRecorder, complete_checkpoints, corpus_audio, load_config, train
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # (id, language, espeak voice, gender, text, events): 3 languages, both genders, some labels missing.
@@ -226,6 +227,8 @@ def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path, s
         train(load_config(recipe))
     with pytest.raises(ValueError, match="another recipe"):
         train(load_config(recipe, ["max_steps=4"]), resume=True)
+    recorded = json.loads((output_dir / "recipe.json").read_text(encoding="utf-8"))
+    assert recorded["max_steps"] == 3, "a refused resume left the trained recipe in place"
     train(load_config(recipe, ["checkpoint.interval=5"]), resume=True)
     lines = (output_dir / "examples.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 3], "resumed after step 2, not 9 or 7"
@@ -242,6 +245,59 @@ def test_unknown_recipe_key_is_named(corpus, tmp_path):
     recipe = write_recipe(tmp_path / "missing.yaml", corpus, tmp_path / "run", data=missing_corpus)
     with pytest.raises(FileNotFoundError, match="nope"):
         train(load_config(recipe))
+
+
+def test_leftovers_of_a_run_without_checkpoints_are_made_again(corpus, tmp_path):
+    """A run killed while training its tokenizer or fitting CMVN, or before its first checkpoint, leaves them
+    behind; with no checkpoint to vouch for the recipe, the next start makes them again."""
+    output_dir = tmp_path / "run"
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml", corpus, output_dir, max_steps=1, checkpoint={"interval": 0},
+        features={"cmvn": "global", "cmvn_seconds": 2.0},
+    )
+    train(load_config(recipe))
+    made = {name: (output_dir / name).read_bytes() for name in ("tokenizer/tokenizer.json",
+                                                                "feature_extractor/preprocessor_config.json")}
+    for name in made:
+        (output_dir / name).write_text('{"truncated', encoding="utf-8")
+    shutil.copytree(output_dir / "tokenizer", output_dir / ".tmp-tokenizer")
+    train(load_config(recipe), resume=True)
+    assert {name: (output_dir / name).read_bytes() for name in made} == made
+    assert not list(output_dir.glob(".tmp-*"))
+
+
+def test_set_adds_list_items_and_checks_eval_ks(corpus, tmp_path):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "run")}), encoding="utf-8")
+    config = load_config(bare, [f"data.corpora.0.data_dir={corpus}"])  # what --data-dir sets
+    assert config["data"]["corpora"] == [{"data_dir": str(corpus)}]
+    with pytest.raises(ValueError, match="not an index of a list of 0"):
+        load_config(bare, ["data.corpora.1.data_dir=x"])
+    with pytest.raises(ValueError, match="must be a list"):
+        load_config(bare, ["data.corpora=x"])
+    recipe = write_recipe(
+        tmp_path / "ks.yaml", corpus, tmp_path / "run", eval={"data": str(corpus), "ks": [4, 9], "interval": 1}
+    )
+    with pytest.raises(ValueError, match=r"eval.ks \[9\] outside 1..8"):
+        train(load_config(recipe))
+
+
+def test_k_recorder_leaves_out_evaluation_passes(tiny_processor):
+    torch.manual_seed(0)
+    config = TouchASPConfig(**tiny_config_kwargs(vocab_size=len(tiny_processor.tokenizer)))
+    model = TouchASPForConditionalGeneration(config)
+    recorder = KRecorder(model)
+    inputs = tiny_processor(
+        audio=[np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)], sampling_rate=16000,
+        text=["hello"], return_tensors="pt",
+    )
+    model.train()
+    model(**inputs, elastic_step=0)
+    assert recorder.pop(), "a training forward records its routers' k"
+    model.eval()
+    with torch.no_grad():
+        model(**inputs, elastic_step=0)
+    assert recorder.pop() == []
 
 
 @pytest.mark.slow
