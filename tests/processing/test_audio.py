@@ -105,20 +105,32 @@ def test_ten_minutes_at_48k_resamples_with_bounded_memory():
     [
         (np.zeros(0, dtype=np.float32), "is empty (0 samples)"),
         (np.zeros(1, dtype=np.float32), "too short"),
-        (np.full(800, np.nan, dtype=np.float32), "NaN or infinite"),
-        (np.concatenate([np.zeros(800), [np.inf]]), "NaN or infinite samples (first at sample 800)"),
+        (np.zeros(1359, dtype=np.float32), "too short (1359 samples at 16000 Hz = 84.9 ms); need at least 85 ms"),
+        (np.full(1600, np.nan, dtype=np.float32), "NaN or infinite"),
+        (np.concatenate([np.zeros(1600), [np.inf]]), "NaN or infinite samples (first at sample 1600)"),
+        (np.full(1600, 3000.0, dtype=np.float32), "float samples up to 3000; expected [-1, 1]"),
+        ([0, 3000, -3000] * 600, "dtype int64"),
         (np.zeros((400, 2, 2), dtype=np.float32), "3 dimensions"),
         (np.zeros(800, dtype=np.complex64), "dtype complex64"),
         (np.zeros(800, dtype=np.uint8), "dtype uint8"),
         (np.zeros(800, dtype=bool), "dtype bool"),
         (np.zeros((800, 20), dtype=np.float32), "at most 8 channels"),
     ],
-    ids=["empty", "one_sample", "nan", "inf", "3d", "complex", "uint8", "bool", "too_many_channels"],
+    ids=[
+        "empty", "one_sample", "one_frame_short", "nan", "inf", "unscaled_pcm", "int_list", "3d", "complex", "uint8",
+        "bool", "too_many_channels",
+    ],
 )
 def test_bad_arrays_are_refused_by_name(samples, message):
     with pytest.raises(TouchASPInputError, match="array input") as error:
         load_audio(samples, 16000)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("rate", [16, 16.0, 2_000_000])
+def test_implausible_sampling_rate_is_refused(speech, rate):
+    with pytest.raises(TouchASPInputError, match=r"outside 1000\.\.768000 Hz; the rate is in Hz"):
+        load_audio(speech, rate)
 
 
 def test_array_without_sampling_rate_is_refused(speech):

@@ -86,7 +86,7 @@ def test_ten_minutes_gives_the_expected_frame_count():
 
 
 @pytest.mark.parametrize("cmvn", ["utterance", "global", None])
-@pytest.mark.parametrize("num_samples", [16000, 400], ids=["one_second", "one_frame"])
+@pytest.mark.parametrize("num_samples", [16000, 1360], ids=["one_second", "shortest"])
 def test_silence_gives_finite_features(speech, cmvn, num_samples):
     extractor = TouchASPFeatureExtractor().fit_global_cmvn([speech], sampling_rate=16000)
     extractor.cmvn = cmvn
@@ -95,6 +95,13 @@ def test_silence_gives_finite_features(speech, cmvn, num_samples):
     assert np.isfinite(features).all()
     if cmvn == "utterance":  # constant bins have nothing to normalize: they become 0, not noise blown up
         np.testing.assert_allclose(features, 0.0, atol=1e-2)
+
+
+def test_attention_mask_follows_the_extractors_setting(speech):
+    assert "attention_mask" in TouchASPFeatureExtractor()(speech, sampling_rate=16000)
+    plain = TouchASPFeatureExtractor(return_attention_mask=False)
+    assert "attention_mask" not in plain(speech, sampling_rate=16000)
+    assert "attention_mask" in plain(speech, sampling_rate=16000, return_attention_mask=True)
 
 
 def test_bad_item_in_a_batch_is_named_by_index(speech):
