@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,9 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 # The sampling RNG is reseeded for every row (and restored afterwards), so the same audio gives the same text.
 FALLBACK_SEED = 0
+# That RNG is torch's global one: re-decodings in concurrent threads (a served demo) take turns, or each would
+# sample from the others' draws.
+_SAMPLING_LOCK = threading.Lock()
 
 
 def compression_ratio(token_ids: Sequence[int], vocab_size: int) -> float:
@@ -131,7 +135,7 @@ def _sample_row(
     }
     row_kwargs["decoder_input_ids"] = prefix
     device = prefix.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _SAMPLING_LOCK, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(FALLBACK_SEED)
         return generate(generation_config=config, **row_kwargs)
 

@@ -1,7 +1,9 @@
 """Temperature fallback: a greedy transcript that loops is decoded again by sampling, the task tokens kept."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from modeling_touchasp import TouchASPForConditionalGeneration
 from modeling_touchasp.generation_touchasp import (
@@ -88,3 +90,31 @@ def test_greedy_loop_is_redecoded_by_seeded_sampling(tiny_config):
     assert torch.equal(fallback_steps[: len(greedy_steps), 1], greedy_steps[:, 1])
     assert not torch.equal(fallback_steps[0, 0], greedy_steps[0, 0])  # row 0's scores are the sampled decoding's
     assert torch.equal(beams[0], beams[1])  # beam search is left as it is
+    model.generation_config.num_beams = 2  # a passed config's unset fields come from here, for the fallback too
+    with torch.no_grad():
+        passed = model.generate(features, generation_config=GenerationConfig(), **call)
+    assert torch.equal(passed.sequences, beams[0])
+
+
+def test_concurrent_fallbacks_do_not_share_random_numbers(tiny_config):
+    """A served model decodes requests in threads; each re-decoding must sample from its own seed. One intra-op
+    thread, so that concurrent kernels compute the same bits as sequential ones."""
+    torch.manual_seed(0)
+    model = TouchASPForConditionalGeneration(tiny_config).eval()
+    features = torch.randn(1, 90, 80)
+    config = model.config
+    prompt = torch.tensor([[config.decoder_start_token_id, 40, config.transcribe_token_id]])
+    call = dict(
+        decoder_input_ids=prompt, max_new_tokens=MAX_NEW_TOKENS,
+        logits_processor=LogitsProcessorList([LoopOnlyFirstRow(bias=6.0)]),
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            alone = model.generate(features, **call)
+            with ThreadPoolExecutor(4) as pool:
+                together = list(pool.map(lambda _: model.generate(features, **call), range(8)))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(sequences, alone) for sequences in together)

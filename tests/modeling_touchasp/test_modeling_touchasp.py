@@ -35,8 +35,13 @@ def padded_pair(lengths=(120, 83)) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_padded_batch_equals_each_utterance_alone(model):
+    """With nonzero biases, as every trained model has (the init zeroes them): a biased layer must not refill
+    padded frames that a frame-mixing layer then reads."""
     features, mask = padded_pair()
     with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)) and module.bias is not None:
+                module.bias.normal_(0.0, 0.5)
         batch = model.get_encoder()(features, mask)
         generated = model.generate(features, attention_mask=mask, max_new_tokens=6, do_sample=False)
         for row, length in enumerate(mask.sum(-1).tolist()):
@@ -46,6 +51,15 @@ def test_padded_batch_equals_each_utterance_alone(model):
             torch.testing.assert_close(batch.last_hidden_state[row, :frames], alone.last_hidden_state[0], atol=1e-5, rtol=1e-4)
             alone_ids = model.generate(features[row : row + 1, :length], max_new_tokens=6, do_sample=False)
             assert generated[row].tolist() == alone_ids[0].tolist()
+
+
+def test_preallocated_cache_and_out_of_range_config_k_are_refused(model):
+    features, mask = padded_pair()
+    with pytest.raises(ValueError, match="dynamic cache only, not StaticCache"):
+        model.generate(features, attention_mask=mask, max_new_tokens=3, cache_implementation="static")
+    model.config.num_experts_per_tok = 9  # as from_pretrained(path, num_experts_per_tok=9) sets it
+    with pytest.raises(ValueError, match=r"config.num_experts_per_tok must lie in 1..8"):
+        model.generate(features, attention_mask=mask, max_new_tokens=3)
 
 
 def test_eager_attention_equals_sdpa_in_teacher_forcing(model):

@@ -140,7 +140,7 @@ def test_language_forces_the_first_slot(asr, speech, monkeypatch):
 def test_generation_is_constrained_by_the_task_grammar_alongside_a_callers_processors(asr, speech, monkeypatch):
     seen = spy_on_generate(asr, monkeypatch)
     mine = MinLengthLogitsProcessor(3, eos_token_id=asr.model.config.eos_token_id)
-    output = asr(speech, generate_kwargs={"logits_processor": LogitsProcessorList([mine])})
+    output = asr(speech, generate_kwargs={"logits_processor": LogitsProcessorList([mine]), "output_scores": True})
     assert list(seen[0]["logits_processor"]) == [mine, asr.task_grammar]
     assert isinstance(asr.task_grammar, TaskGrammarLogitsProcessor)
     assert output["perception"]["language"]["label"] in LANGUAGES
