@@ -128,7 +128,10 @@ def _sample_row(
 ) -> torch.Tensor | GenerateEncoderDecoderOutput:
     """One row decoded by sampling at `temperature` (no top-k cut, as Whisper), continuing from `prefix`."""
     config = copy.deepcopy(generation_config)
-    config.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens)
+    # max_length unset: the resolved config carries one (20 by default), which max_new_tokens replaces anyway.
+    config.update(
+        do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, max_length=None
+    )
     row_kwargs = {
         key: value[row : row + 1] if key in ("input_features", "attention_mask") and value is not None else value
         for key, value in model_kwargs.items()

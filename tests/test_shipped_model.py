@@ -34,3 +34,13 @@ def test_folder_fits_the_budget_and_reports_its_targets():
     training_data = json.loads((DEFAULT_MODEL / "training_data.json").read_text())
     assert training_data["emotions"] == [] and "zh" in training_data["languages"]
     assert "emotion" in (DEFAULT_MODEL / "README.md").read_text().lower()
+
+
+def test_folder_code_is_the_packages():
+    """`trust_remote_code` loads the folder's copies: after a fix to the package, the folder must be released again
+    (`training.release`), or users of the copies keep the old code."""
+    repository = Path(__file__).resolve().parents[1]
+    for copy in sorted(Path(DEFAULT_MODEL).glob("*.py")):
+        sources = [repository / package / copy.name for package in ("modeling_touchasp", "processing")]
+        source = next(path for path in sources if path.is_file())
+        assert copy.read_bytes() == source.read_bytes(), f"{copy.name} differs from {source}"

@@ -13,6 +13,14 @@ import torch
 
 # The feature extractor's analysis window; audio shorter than this yields no feature frame at all.
 ANALYSIS_WINDOW_MS = 25
+# Seven such windows 10 ms apart: the fewest feature frames that the encoder's x4 convolutional subsampling turns
+# into one frame; a shorter clip has nothing the model can look at.
+MIN_DURATION_MS = 85
+# Float samples are in [-1, 1]; a peak above this is integer PCM cast to float without scaling (30 dB too loud).
+MAX_FLOAT_PEAK = 32.0
+# Sampling rates that real audio has (telephone 8 kHz is near the bottom, studio 384 kHz near the top); a value
+# outside is a unit mix-up such as 16 for 16 kHz, which resampling would blow up a thousandfold.
+RATE_RANGE_HZ = (1000, 768000)
 # A 2-D array's channel axis is its short one; more channels than this means the layout is not audio we know.
 MAX_CHANNELS = 8
 # Full-scale values of integer PCM, so that int16 and int32 samples land in [-1, 1].
@@ -47,8 +55,9 @@ def load_audio(
     Channels are averaged to mono. `name` replaces the input's name in error messages. The result may share
     memory with an input that is already a float32 1-D array at `target_rate`.
 
-    Raises `TouchASPInputError` for a missing or undecodable file, a wrong dtype or shape, fewer samples than one
-    25 ms analysis window, or NaN / infinite samples. All-zero silence is valid.
+    Raises `TouchASPInputError` for a missing or undecodable file, a wrong dtype or shape, an implausible sampling
+    rate, less than 85 ms of audio (`MIN_DURATION_MS`), NaN / infinite samples, or float samples far outside
+    [-1, 1] (integer PCM cast to float). All-zero silence is valid.
     """
     waveform, rate, label = _read(source, sampling_rate, name)
     _check_waveform(waveform, rate, label)
@@ -146,8 +155,8 @@ def _as_float32(array: np.ndarray | torch.Tensor | list | tuple, label: str) -> 
         # numpy has no bfloat16, and half precision gains nothing here.
         array = (array.float() if array.is_floating_point() else array).numpy()
     elif isinstance(array, (list, tuple)):
-        try:
-            array = np.asarray(array, dtype=np.float32)
+        try:  # the list's own dtype: integers are refused below like an int64 array, not taken as floats
+            array = np.asarray(array)
         except (TypeError, ValueError) as error:
             raise TouchASPInputError(f"{label} is a list that is not float samples: {error}") from error
     if np.issubdtype(array.dtype, np.floating):
@@ -188,19 +197,31 @@ def _check_rate(sampling_rate: Any, label: str) -> float:
         )
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Real) or not sampling_rate > 0:
         raise TouchASPInputError(f"{label} has sampling_rate={sampling_rate!r}; expected a positive number of Hz")
+    low, high = RATE_RANGE_HZ
+    if not low <= sampling_rate <= high:
+        raise TouchASPInputError(
+            f"{label} has sampling_rate={sampling_rate!r}, outside {low}..{high} Hz; the rate is in Hz (16 kHz is "
+            "16000)"
+        )
     return sampling_rate
 
 
 def _check_waveform(waveform: np.ndarray, rate: float, label: str) -> None:
     if waveform.size == 0:
         raise TouchASPInputError(f"{label} is empty (0 samples)")
-    if waveform.size * 1000 < rate * ANALYSIS_WINDOW_MS:
+    if waveform.size * 1000 < rate * MIN_DURATION_MS:
         raise TouchASPInputError(
             f"{label} is too short ({waveform.size} samples at {rate:g} Hz = {1000 * waveform.size / rate:.1f} ms); "
-            f"need at least {ANALYSIS_WINDOW_MS} ms, one analysis window"
+            f"need at least {MIN_DURATION_MS} ms, the seven 25 ms feature frames the encoder's subsampling needs"
         )
     if not np.isfinite(waveform).all():
         first = int(np.flatnonzero(~np.isfinite(waveform))[0])
         raise TouchASPInputError(
             f"{label} contains NaN or infinite samples (first at sample {first}); expected finite values in [-1, 1]"
+        )
+    peak = max(float(waveform.max()), -float(waveform.min()))  # no full-size temporary for hours of audio
+    if peak > MAX_FLOAT_PEAK:
+        raise TouchASPInputError(
+            f"{label} has float samples up to {peak:g}; expected [-1, 1]. Integer PCM cast to float must be scaled "
+            "(divide 16-bit samples by 32768), or passed with its int16 / int32 dtype"
         )

@@ -132,7 +132,12 @@ class ElasticMoE(nn.Module):
             return ElasticChoice(num_experts_per_tok, pool)
         if self.training and elastic_step is not None:
             return draw_elastic_choice(self.config, elastic_step, self.layer_id)
-        return ElasticChoice(min(self.config.num_experts_per_tok, pool), pool)
+        k = self.config.num_experts_per_tok  # may be set after __init__, e.g. by from_pretrained(..., k=...)
+        if not 1 <= k <= self.config.n_routed_experts:
+            raise ValueError(
+                f"config.num_experts_per_tok must lie in 1..{self.config.n_routed_experts} (routed experts), got {k}."
+            )
+        return ElasticChoice(min(k, pool), pool)
 
     def forward(
         self,

@@ -70,7 +70,7 @@ class TouchASPFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         return_tensors: str | None = None,
         padding: bool | str = "longest",
-        return_attention_mask: bool | None = True,
+        return_attention_mask: bool | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
         """Featurize one clip or a list of clips, padded to the longest with `padding_value`.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,9 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 # The sampling RNG is reseeded for every row (and restored afterwards), so the same audio gives the same text.
 FALLBACK_SEED = 0
+# That RNG is torch's global one: re-decodings in concurrent threads (a served demo) take turns, or each would
+# sample from the others' draws.
+_SAMPLING_LOCK = threading.Lock()
 
 
 def compression_ratio(token_ids: Sequence[int], vocab_size: int) -> float:
@@ -124,14 +128,17 @@ def _sample_row(
 ) -> torch.Tensor | GenerateEncoderDecoderOutput:
     """One row decoded by sampling at `temperature` (no top-k cut, as Whisper), continuing from `prefix`."""
     config = copy.deepcopy(generation_config)
-    config.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens)
+    # max_length unset: the resolved config carries one (20 by default), which max_new_tokens replaces anyway.
+    config.update(
+        do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, max_length=None
+    )
     row_kwargs = {
         key: value[row : row + 1] if key in ("input_features", "attention_mask") and value is not None else value
         for key, value in model_kwargs.items()
     }
     row_kwargs["decoder_input_ids"] = prefix
     device = prefix.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _SAMPLING_LOCK, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(FALLBACK_SEED)
         return generate(generation_config=config, **row_kwargs)
 

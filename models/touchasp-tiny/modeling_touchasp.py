@@ -3,7 +3,6 @@ FFN an elastic MoE. Shaped like Transformers' Whisper: one module per role."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -219,7 +218,8 @@ class TouchASPAttention(nn.Module):
 
 class TouchASPConvolutionModule(nn.Module):
     """Conformer convolution: pointwise + GLU, depthwise conv, LayerNorm (padding-independent, unlike
-    BatchNorm), swish, pointwise. Padded frames are zeroed so they never leak into valid ones."""
+    BatchNorm), swish, pointwise. Padded frames are zeroed right before the depthwise conv, the one step that
+    mixes frames, so they never leak into valid ones (zeroed earlier, the biased pointwise conv would refill them)."""
 
     def __init__(self, config: TouchASPConfig):
         super().__init__()
@@ -232,9 +232,9 @@ class TouchASPConvolutionModule(nn.Module):
         self.pointwise_out = nn.Conv1d(d_model, d_model, 1)
 
     def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
-        if frame_mask is not None:
-            hidden_states = hidden_states * frame_mask[..., None]
         hidden = F.glu(self.pointwise_in(hidden_states.transpose(1, 2)), dim=1)
+        if frame_mask is not None:
+            hidden = hidden.masked_fill(~frame_mask[:, None, :], 0.0)
         hidden = self.norm(self.depthwise(hidden).transpose(1, 2))
         return self.pointwise_out(F.silu(hidden).transpose(1, 2)).transpose(1, 2)
 
@@ -392,7 +392,7 @@ class TouchASPEncoder(TouchASPPreTrainedModel):
                 f"input_features must be (batch, frames, {self.config.num_mel_bins}), got {tuple(input_features.shape)}"
             )
         if input_features.size(1) < 7:
-            raise ValueError(f"input_features need at least 7 frames (70 ms of audio), got {input_features.size(1)}")
+            raise ValueError(f"input_features need at least 7 frames (85 ms of audio), got {input_features.size(1)}")
         if self.training and self.config.apply_spec_augment:
             lengths = attention_mask.sum(-1) if attention_mask is not None else torch.full(
                 (input_features.size(0),), input_features.size(1), device=input_features.device
@@ -451,6 +451,12 @@ class TouchASPDecoder(TouchASPPreTrainedModel):
     ) -> tuple:
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if cache is not None and not isinstance(cache.self_attention_cache, DynamicCache):
+            # A preallocated cache returns every slot, empty ones too, and the one-token steps take no mask.
+            raise ValueError(
+                f"TouchASP decodes with a dynamic cache only, not {type(cache.self_attention_cache).__name__} "
+                "(leave cache_implementation unset)"
+            )
         past = cache.get_seq_length() if cache is not None else 0
         length = input_ids.size(1)
         if past + length > self.config.max_target_positions:
@@ -672,8 +678,10 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
         if input_features is None:
             input_features = kwargs.pop("inputs", None)
         output = super().generate(input_features, **kwargs)
-        generation_config = copy.deepcopy(kwargs.pop("generation_config", None) or self.generation_config)
-        model_kwargs = generation_config.update(**kwargs)
+        # As generate resolved it: a passed config's unset fields come from the model's generation_config.
+        generation_config, model_kwargs = self._prepare_generation_config(
+            kwargs.pop("generation_config", None), **kwargs
+        )
         model_kwargs["input_features"] = input_features
         if not uses_fallback(generation_config, compression_ratio_threshold, model_kwargs):
             return output

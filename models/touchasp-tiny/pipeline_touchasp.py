@@ -136,12 +136,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             [*generate_kwargs.get("logits_processor", []), self.task_grammar]
         )
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        generate_kwargs.update(return_dict_in_generate=True, output_scores=True)  # the perception needs the scores
         output = self.model.generate(
-            input_features=features,
-            attention_mask=model_inputs.pop("attention_mask"),
-            return_dict_in_generate=True,
-            output_scores=True,
-            **generate_kwargs,
+            input_features=features, attention_mask=model_inputs.pop("attention_mask"), **generate_kwargs
         )
         decoded = self.processor.decode_perception(
             output.sequences,
