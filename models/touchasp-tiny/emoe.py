@@ -144,8 +144,10 @@ class ElasticMoE(nn.Module):
         hidden_states: torch.Tensor,
         num_experts_per_tok: int | None = None,
         elastic_step: int | None = None,
+        token_mask: torch.Tensor | None = None,
     ) -> EMoEOutput:
-        """hidden_states (batch, time, d_model) -> EMoEOutput with router_logits (batch * time, N)."""
+        """hidden_states (batch, time, d_model) -> EMoEOutput with router_logits (batch * time, N). The balance
+        loss counts only the tokens of `token_mask` (batch, time) (all when None): padding is not load."""
         choice = self.elastic_choice(num_experts_per_tok, elastic_step)
         shape = hidden_states.shape
         flat = hidden_states.reshape(-1, shape[-1])
@@ -155,7 +157,11 @@ class ElasticMoE(nn.Module):
             output = output + self.shared_experts(flat)
         balance_loss = None
         if self.training and self.config.router_aux_loss_coef > 0:
-            balance_loss = expert_balance_loss(router_logits[:, : choice.pool], top_k_index, choice)
+            logits, index = router_logits[:, : choice.pool], top_k_index
+            if token_mask is not None:
+                keep = token_mask.reshape(-1)
+                logits, index = logits[keep], index[keep]
+            balance_loss = expert_balance_loss(logits, index, choice)
         return EMoEOutput(output.view(shape), router_logits, balance_loss)
 
     def prune_experts(self, pool: int) -> None:

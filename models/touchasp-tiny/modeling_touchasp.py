@@ -265,14 +265,14 @@ class TouchASPEncoderLayer(GradientCheckpointingLayer):
         num_experts_per_tok: int | None = None,
         elastic_step: int | None = None,
     ) -> tuple:
-        first = self.ffn_in(self.ffn_in_norm(hidden_states), num_experts_per_tok, elastic_step)
+        first = self.ffn_in(self.ffn_in_norm(hidden_states), num_experts_per_tok, elastic_step, frame_mask)
         hidden_states = hidden_states + 0.5 * self.dropout(first.hidden_states)
         attended, weights = self.self_attn(
             self.self_attn_norm(hidden_states), attention_mask=attention_mask, position_embeddings=position_embeddings
         )
         hidden_states = hidden_states + self.dropout(attended)
         hidden_states = hidden_states + self.dropout(self.conv(self.conv_norm(hidden_states), frame_mask))
-        second = self.ffn_out(self.ffn_out_norm(hidden_states), num_experts_per_tok, elastic_step)
+        second = self.ffn_out(self.ffn_out_norm(hidden_states), num_experts_per_tok, elastic_step, frame_mask)
         hidden_states = self.final_norm(hidden_states + 0.5 * self.dropout(second.hidden_states))
         return hidden_states, weights, (first, second)
 
@@ -300,6 +300,7 @@ class TouchASPDecoderLayer(GradientCheckpointingLayer):
         cache: Cache | None = None,
         num_experts_per_tok: int | None = None,
         elastic_step: int | None = None,
+        token_mask: torch.Tensor | None = None,
     ) -> tuple:
         attended, self_weights = self.self_attn(
             self.self_attn_norm(hidden_states), attention_mask=self_attention_mask, cache=cache
@@ -312,7 +313,7 @@ class TouchASPDecoderLayer(GradientCheckpointingLayer):
             cache=cache,
         )
         hidden_states = hidden_states + self.dropout(attended)
-        moe = self.ffn(self.ffn_norm(hidden_states), num_experts_per_tok, elastic_step)
+        moe = self.ffn(self.ffn_norm(hidden_states), num_experts_per_tok, elastic_step, token_mask)
         return hidden_states + self.dropout(moe.hidden_states), (self_weights, cross_weights), moe
 
 
@@ -471,12 +472,14 @@ class TouchASPDecoder(TouchASPPreTrainedModel):
             key_positions = torch.arange(past + length, device=input_ids.device)
             self_mask = (key_positions[None, :] <= positions[:, None])[None, None]
         cross_mask = encoder_attention_mask[:, None, None, :] if encoder_attention_mask is not None else None
+        token_mask = input_ids != self.config.pad_token_id  # padded label positions are fed <pad>
         all_hidden, all_attentions, moe_outputs = [], [], []
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             hidden_states, weights, moe = layer(
-                hidden_states, encoder_hidden_states, self_mask, cross_mask, cache, num_experts_per_tok, elastic_step
+                hidden_states, encoder_hidden_states, self_mask, cross_mask, cache, num_experts_per_tok, elastic_step,
+                token_mask,
             )
             all_attentions.append(weights)
             moe_outputs.append(moe)

@@ -154,3 +154,15 @@ def test_active_parameters_grow_by_one_expert_per_layer_per_k(tiny_config):
     per_expert = 3 * tiny_config.d_model * tiny_config.moe_intermediate_size
     assert model.num_active_parameters(2) - model.num_active_parameters(1) == moe_layers * per_expert
     assert model.num_active_parameters(tiny_config.n_routed_experts) == model.num_parameters()
+
+
+def test_balance_loss_counts_only_real_tokens():
+    layer = make_layer(router_aux_loss_coef=0.01).train()
+    hidden = torch.randn(2, 10, 64)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    loss = layer(hidden, num_experts_per_tok=2, token_mask=mask).balance_loss
+    padding_changed = hidden.clone()
+    padding_changed[1, 6:] = 10 * torch.randn(4, 64)
+    torch.testing.assert_close(layer(padding_changed, num_experts_per_tok=2, token_mask=mask).balance_loss, loss)
+    torch.testing.assert_close(layer(hidden[mask][None], num_experts_per_tok=2).balance_loss, loss)
