@@ -75,8 +75,12 @@ def perceive(args: argparse.Namespace) -> int:
     for audio in args.audio:
         try:
             result = asr(audio, **call)
-        except TouchASPInputError as error:
+        except TouchASPInputError as error:  # names the file
             print(f"touchasp: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        except ValueError as error:  # an option this model refuses (-k, --language, --chunk-length-s)
+            print(f"touchasp: {audio}: {error}", file=sys.stderr)
             failed += 1
             continue
         if args.json:

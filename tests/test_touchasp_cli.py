@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import soundfile
+
 from touchasp import main
 
 
@@ -20,3 +23,14 @@ def test_perceive_reports_a_bad_file_and_keeps_going(tiny_model_dir, speech_path
     captured = capsys.readouterr()
     assert "notes.wav" in captured.err
     assert str(speech_path) in captured.out
+
+
+def test_perceive_reports_an_option_the_model_refuses(tiny_model_dir, speech_path, tmp_path, capsys):
+    short = tmp_path / "click.wav"
+    soundfile.write(short, np.zeros(800, dtype=np.float32), 16000)  # 50 ms
+    assert main(["perceive", str(short), str(speech_path), "--model", str(tiny_model_dir)]) == 1
+    assert "click.wav is too short" in capsys.readouterr().err
+    assert main(["perceive", str(speech_path), "--model", str(tiny_model_dir), "-k", "99"]) == 1
+    assert f"{speech_path}: num_experts_per_tok must lie in 1..8" in capsys.readouterr().err
+    assert main(["perceive", str(speech_path), "--model", str(tiny_model_dir), "--language", "klingon"]) == 1
+    assert "unknown language label 'klingon'" in capsys.readouterr().err
