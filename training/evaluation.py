@@ -74,14 +74,15 @@ def read_rows(data_spec: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def _kaldi_table(path: Path) -> dict[str, str]:
-    """A Kaldi `key value...` file as a dict; {} when the optional file is absent."""
+    """A Kaldi `key value...` file as a dict (key and value split at the first run of spaces or tabs); {} when the
+    optional file is absent."""
     if not path.is_file():
         return {}
     table = {}
     for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.strip().partition(" ")
-        if key:
-            table[key] = value.strip()
+        fields = line.split(maxsplit=1)
+        if fields:
+            table[fields[0]] = fields[1].strip() if len(fields) > 1 else ""
     return table
 
 

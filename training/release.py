@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -301,13 +302,21 @@ def release(
                                    for name, history in histories.items()}  # fmt: skip
     shutil.copytree(elastic, staging / "model")
     (staging / "model" / "training_data.json").write_text(json.dumps(card_facts, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    export_model(staging / "model", out, results_json=evaluation / "results.json")
-    shutil.copytree(evaluation, out / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*"))
+    # The whole folder is built beside the old one (whose static/ may be what this release evaluated), which is
+    # swapped out only once the new one is complete: a failure before that leaves the old folder as it was.
+    release = staging / out.name
+    export_model(staging / "model", release, results_json=evaluation / "results.json")
+    shutil.copytree(
+        evaluation, release / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*")
+    )
     if not reused_static:  # weights and processor, not a second copy of the code (the package loads it)
-        shutil.copytree(static, out / "static", ignore=shutil.ignore_patterns("*.py"))
-    (out / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "targets.md").write_text(targets_markdown(rows))
+        shutil.copytree(static, release / "static", ignore=shutil.ignore_patterns("*.py"))
+    (release / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (release / "targets.md").write_text(targets_markdown(rows))
+    replaced = staging / f"{out.name}.replaced"
+    if out.exists():
+        os.replace(out, replaced)
+    os.replace(release, out)
     shutil.rmtree(staging)
     return rows
 

@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 from tests.conftest import HAS_ESPEAK, synthesize
-from training.evaluation import add_arguments, evaluate_model, read_rows, run, score_rows
+from training.evaluation import _kaldi_table, add_arguments, evaluate_model, read_rows, run, score_rows
 
 pytestmark = pytest.mark.skipif(not HAS_ESPEAK, reason="needs espeak-ng and sox to speak the test clips")
 
@@ -150,3 +150,9 @@ def test_scores_normalise_mixed_chinese_english_and_group_by_language():
     # The 0.4 Music is below the processor's event threshold: a miss for F1, yet it ranks first for mAP.
     assert scores["events"]["micro_f1"] == pytest.approx(2 / 3)
     assert scores["events"]["map"] == 1.0
+
+
+def test_kaldi_tables_split_at_spaces_or_tabs(tmp_path: Path):
+    text = tmp_path / "text"
+    text.write_text("utt1\thello  world\n\nutt2   bonjour\nutt3\n", encoding="utf-8")
+    assert _kaldi_table(text) == {"utt1": "hello  world", "utt2": "bonjour", "utt3": ""}
