@@ -271,6 +271,10 @@ def build_card(
             {"name": s.get("name", "?"), "license": s.get("license", "unknown"), "hours": s.get("hours", "?")}
             for s in training_data.get("sources", [])
         ],
+        training_corpora=[
+            {"name": corpus.get("name", "?"), "splits": corpus.get("splits", {})}
+            for corpus in training_data.get("corpora", [])
+        ],
         training_languages=training_data.get("languages", []),
         emotion_trained=bool(training_data.get("emotions")),
         emotions_seen=training_data.get("emotions", []),

@@ -26,6 +26,7 @@ TRAINING_DATA = {
     "sources": [{"name": "asterisk-core-sounds-en-wav", "license": "CC-BY-SA-3.0", "hours": 0.4}],
     "languages": ["en", "zh-sichuan"],
     "events": ["Speech", "Music"],
+    "corpora": [{"name": "mixed", "splits": {"train": {"hours": 8.9752}, "test": {"hours": 1.0256}}}],
     "targets": [
         {"target": "CER synthetic en at k=4", "value": 0.4, "goal": "<= 0.15", "met": False},
         {"target": "gender accuracy (whole test split) at k=4", "value": 0.97, "goal": ">= 0.95", "met": True},
@@ -208,6 +209,7 @@ def test_card_body_has_budget_usage_training_data_and_limitations(exported: Path
     assert 'pipeline("automatic-speech-recognition", model="me/touchasp-tiny", trust_remote_code=True)' in text
     assert "num_experts_per_tok=1" in text and "chunk_length_s" in text and "touchasp train" in text
     assert "| asterisk-core-sounds-en-wav | CC-BY-SA-3.0 | 0.4 |" in text
+    assert "its held-out test split included" in text and "`mixed` train 8.98 h, test 1.03 h." in text
     assert "Emotion has no training data" in text and "Sound events seen in training: Speech; Music" in text
     assert "Memory-elastic variant" not in text
     assert "misses 1 of the 2 held-out targets" in text and "CER synthetic en at k=4." in text
