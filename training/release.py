@@ -180,7 +180,9 @@ def training_history(runs: list[Path], twin: str = "elastic") -> dict[str, Any]:
             "run": run.name, "steps": len(steps), "init_from": recipe["model"].get("init_from"),
             "lr": recipe["optimizer"]["lr"], "schedule": recipe["schedule"]["name"],
             "elastic_k_choices": recipe["model"].get("elastic_k_choices"),
-            "corpora": [corpus["data_dir"] for corpus in recipe.get("data", {}).get("corpora", [])],
+            # every corpus the stage read audio from, the noise mixed in included: the card lists their sources
+            "corpora": [corpus["data_dir"] for corpus in recipe.get("data", {}).get("corpora", [])]
+            + [noise for noise in [recipe.get("augment", {}).get("noise_data_dir")] if noise],
             "audio_hours": round(sum(record["audio_seconds"] for record in records.values()) / 3600, 1),
             "wall_hours": round(sum(record["step_seconds"] for record in records.values()) / 3600, 2),
         })  # fmt: skip

@@ -1,6 +1,7 @@
 """The shipped model's target check and training history, on hand-made evaluation results and run folders."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,16 @@ def test_a_release_refuses_a_stage_whose_corpus_it_does_not_list(tmp_path):
     check_corpora_listed(histories, [mixed, synthetic])
     with pytest.raises(ValueError, match="stage2.*synthetic20/train.*--more-corpora"):
         check_corpora_listed(histories, [mixed])
+
+
+def test_a_stage_that_mixed_in_noise_names_the_noise_corpus(tmp_path):
+    run = _run(tmp_path / "noisy", steps=3)
+    recipe = json.loads((run / "recipe.json").read_text())
+    (run / "recipe.json").write_text(json.dumps({**recipe, "augment": {"noise_data_dir": "corpora/events/train"}}))
+    history = training_history([run], "elastic")
+    assert history["stages"][0]["corpora"] == ["corpora/mixed/train", "corpora/events/train"]
+    with pytest.raises(ValueError, match="corpora/events/train"):
+        check_corpora_listed({"elastic": history}, [Path("corpora/mixed")])
 
 
 def _run(folder, steps, init_from=None, resumed_at=None):
