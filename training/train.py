@@ -101,8 +101,8 @@ DEFAULTS: dict[str, Any] = {
 }
 # Sections that may change between a run and its resume without changing what is trained.
 RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
-# The other ranks wait at a barrier while rank 0 evaluates; the default (10 min NCCL, 30 min gloo) is too short
-# for a whole test set at several k.
+# Collectives wait for the slowest rank, and an evaluation of a whole test set at several k can outlast the default
+# (10 min NCCL, 30 min gloo).
 BARRIER_TIMEOUT = timedelta(hours=3)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
@@ -352,7 +352,7 @@ def restore_checkpoint(accelerator: Accelerator, output_dir: Path, hash_: str) -
 
 class KRecorder:
     """Records the k each eMoE router actually used (its top-k width) in training forwards, to check that ranks
-    agree; rank 0's evaluation passes are left out."""
+    agree; evaluation passes are left out."""
 
     def __init__(self, model: torch.nn.Module):
         self.ks: list[int] = []
@@ -370,26 +370,36 @@ class KRecorder:
 
 
 class Evaluator:
-    """Scores the model on `eval.data` at each k with `training.evaluation` (rank 0 only)."""
+    """Scores the model on `eval.data` at each k with `training.evaluation`. Every rank decodes every
+    `world_size`-th row; rank 0 gathers the outputs and scores them."""
 
-    def __init__(self, eval_config: dict[str, Any], ks: list[int]):
+    def __init__(self, eval_config: dict[str, Any], ks: list[int], rank: int, world_size: int):
         from training.evaluation import load_metrics, read_rows
 
         rows = list(read_rows(eval_config["data"]))
         self.rows = rows[: eval_config["max_rows"]] if eval_config["max_rows"] else rows
+        self.share = self.rows[rank::world_size]
+        self.world_size = world_size
         self.ks = ks
         self.batch_size = eval_config["batch_size"]
-        self.metrics = load_metrics()
+        self.metrics = load_metrics() if rank == 0 else None
 
-    def __call__(self, model: TouchASPForConditionalGeneration, processor: TouchASPProcessor) -> dict[str, float]:
-        """Flat scores: `eval/k{k}/cer`, `lid_accuracy`, `gender_accuracy`, `event_micro_f1` (where labelled)."""
+    def __call__(
+        self, model: TouchASPForConditionalGeneration, processor: TouchASPProcessor
+    ) -> dict[str, float] | None:
+        """Flat scores on rank 0 (None elsewhere): `eval/k{k}/cer`, `lid_accuracy`, `gender_accuracy`,
+        `event_micro_f1` (where labelled). Every rank must call it: the outputs are gathered."""
         from training.evaluation import decode_rows, score_rows
 
         model.eval()
         scores = {}
         try:
             for k in self.ks:
-                decoded, _, _ = decode_rows(model, processor, self.rows, k, self.batch_size)
+                mine, _, _ = decode_rows(model, processor, self.share, k, self.batch_size)
+                shares = gather_object([mine])  # one list per rank; row i was decoded by rank i % world_size
+                if self.metrics is None:
+                    continue
+                decoded = [shares[row % self.world_size][row // self.world_size] for row in range(len(self.rows))]
                 result = score_rows(self.rows, decoded, self.metrics)
                 headline = {
                     "cer": (result["cer"] or {}).get("all", {}).get("cer"),
@@ -400,7 +410,7 @@ class Evaluator:
                 scores.update({f"eval/k{k}/{name}": value for name, value in headline.items() if value is not None})
         finally:
             model.train()
-        return scores
+        return scores if self.metrics is not None else None
 
 
 def _flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -514,8 +524,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     stream_batches = batches(plan, featurizer, data["num_workers"], data["prefetch"])
 
     evaluator = None
-    if accelerator.is_main_process and eval_config["data"] and eval_config["interval"] > 0:
-        evaluator = Evaluator(eval_config, eval_ks)
+    if eval_config["data"] and eval_config["interval"] > 0:
+        evaluator = Evaluator(eval_config, eval_ks, rank, world_size)
     if accelerator.is_main_process:
         accelerator.init_trackers("touchasp", config=_flat_hparams(config))
 
@@ -551,12 +561,11 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
                 step=step,
             )
             window_started, window_seconds = time.perf_counter(), 0.0
-        if eval_config["data"] and _due(step, eval_config["interval"], config["max_steps"]):
-            if evaluator is not None:
-                scores = evaluator(accelerator.unwrap_model(model), processor)
+        if evaluator is not None and _due(step, eval_config["interval"], config["max_steps"]):
+            scores = evaluator(accelerator.unwrap_model(model), processor)
+            if scores is not None:
                 accelerator.log(scores, step=step)
                 _append_jsonl(output_dir / "eval_results.jsonl", {"step": step, **scores})
-            accelerator.wait_for_everyone()  # the other ranks wait for rank 0's evaluation
         if _due(step, config["checkpoint"]["interval"], config["max_steps"]):
             save_checkpoint(accelerator, output_dir, step, position, hash_, config["checkpoint"]["keep_last"])
     progress.close()

@@ -303,7 +303,10 @@ def test_k_recorder_leaves_out_evaluation_passes(tiny_processor):
 @pytest.mark.slow
 def test_two_cpu_processes_draw_the_same_k(corpus, tmp_path):
     output_dir = tmp_path / "ddp"
-    recipe = write_recipe(tmp_path / "ddp.yaml", corpus, output_dir, max_steps=4, log={"interval": 1, "record_k": True})
+    recipe = write_recipe(
+        tmp_path / "ddp.yaml", corpus, output_dir, max_steps=4, log={"interval": 1, "record_k": True},
+        eval={"data": str(corpus), "ks": [1, 4], "interval": 2, "batch_size": 2},
+    )
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -328,3 +331,7 @@ def test_two_cpu_processes_draw_the_same_k(corpus, tmp_path):
     for record in steps.values():
         assert {identifier.startswith("en-") for identifier in record["ids"]} == {True, False}, record
     assert (output_dir / "final" / "model.safetensors").is_file()
+    # Both ranks decoded half of the 8 rows; rank 0 scored all of them, after steps 2 and 4.
+    evaluations = [json.loads(line) for line in (output_dir / "eval_results.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in evaluations] == [2, 4]
+    assert all(f"eval/k{k}/gender_accuracy" in record for record in evaluations for k in (1, 4))
