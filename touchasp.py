@@ -75,12 +75,9 @@ def perceive(args: argparse.Namespace) -> int:
     for audio in args.audio:
         try:
             result = asr(audio, **call)
-        except TouchASPInputError as error:  # names the file
-            print(f"touchasp: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        except ValueError as error:  # an option this model refuses (-k, --language, --chunk-length-s)
-            print(f"touchasp: {audio}: {error}", file=sys.stderr)
+        except ValueError as error:  # bad audio names the file; an option this model refuses (-k, ...) does not
+            where = "" if isinstance(error, TouchASPInputError) else f"{audio}: "
+            print(f"touchasp: {where}{error}", file=sys.stderr)
             failed += 1
             continue
         if args.json:

@@ -116,7 +116,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             yield {
                 "is_last": index == len(bounds) - 1,
                 "timestamp": (round(start / rate, 3), round(end / rate, 3)),
-                **self.processor(audio=waveform[start:end], sampling_rate=rate).to(dtype=self.dtype),
+                **self.processor(audio=waveform[start:end], sampling_rate=rate, return_attention_mask=True).to(
+                    dtype=self.dtype
+                ),
             }
 
     def _forward(

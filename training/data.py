@@ -219,13 +219,13 @@ class NoiseClip:
 
 def load_noise_clips(data_dir: str | Path, max_clips: int) -> list[dict[str, Any]]:
     """Up to `max_clips` rows ({"audio": encoded clip, "events"}) of an events corpus, mixed in as background noise.
-    Only rows without speech (language `nospeech`) qualify: a second voice would be speech the target never
-    transcribes."""
-    rows = (row for row in load_corpus(data_dir) if row["language"] == NO_SPEECH)
+    Only labelled rows without speech (language `nospeech`, events known) qualify: a second voice would be speech
+    the target never transcribes, and unlabelled noise would leave a row's event labels incomplete."""
+    rows = (row for row in load_corpus(data_dir) if row["language"] == NO_SPEECH and row["events"] is not None)
     clips = [{"audio": row["audio"], "events": row["events"]} for row in itertools.islice(rows, max_clips)]
     if not clips:
         raise ValueError(
-            f"augment.noise_data_dir {str(data_dir)!r} holds no rows of language {NO_SPEECH!r} to mix in"
+            f"augment.noise_data_dir {str(data_dir)!r} holds no rows of language {NO_SPEECH!r} with events to mix in"
         )
     return clips
 

@@ -182,7 +182,9 @@ def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> 
             batch = rows[start : start + batch_size]
             waveforms = [processor.load_audio(row["audio"]) for row in batch]
             began = time.perf_counter()
-            features = processor.feature_extractor(waveforms, sampling_rate=rate, return_tensors="pt")
+            features = processor.feature_extractor(
+                waveforms, sampling_rate=rate, return_tensors="pt", return_attention_mask=True
+            )
             with torch.inference_mode():
                 output = model.generate(
                     input_features=features["input_features"].to(model.device),

@@ -282,6 +282,9 @@ def release(
                      for name, runs in (("elastic", elastic_runs), ("static", static_runs))}  # fmt: skip
         check_corpora_listed(histories, [corpus, *more_corpora])
     staging = out.with_name(out.name + ".staging")
+    replaced = staging / f"{out.name}.replaced"
+    if not out.exists() and replaced.is_dir():  # a release that died between its two renames below
+        os.replace(replaced, out)
     shutil.rmtree(staging, ignore_errors=True)
     evaluation = staging / "evaluation"
     reused_static = static.suffix == ".json"
@@ -315,7 +318,6 @@ def release(
         shutil.copytree(static, release / "static", ignore=shutil.ignore_patterns("*.py"))
     (release / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
     (release / "targets.md").write_text(targets_markdown(rows))
-    replaced = staging / f"{out.name}.replaced"
     if out.exists():
         os.replace(out, replaced)
     os.replace(release, out)

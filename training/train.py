@@ -102,7 +102,7 @@ DEFAULTS: dict[str, Any] = {
 # Sections that may change between a run and its resume without changing what is trained.
 RESUMABLE_SECTIONS = ("output_dir", "eval", "checkpoint", "log")
 # Collectives wait for the slowest rank, and an evaluation of a whole test set at several k can outlast the default
-# (10 min NCCL, 30 min gloo).
+# (10 min NCCL, 30 min gloo). The price: a rank that dies is noticed by the others only this late.
 BARRIER_TIMEOUT = timedelta(hours=3)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
@@ -114,8 +114,8 @@ RECIPE_FILE = "recipe.json"
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
     """The recipe at `path` over `DEFAULTS`, then `--set section.key=value` overrides (values parsed as YAML;
-    list items by index: `data.corpora.0.data_dir=...`, where index len(list) adds an item). Unknown keys are
-    errors that name the key."""
+    list items by index: `data.corpora.0.data_dir=...`; a list the recipe leaves out starts as the default's, and
+    index len(list) adds an item). Unknown keys are errors that name the key."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config {str(path)!r} does not exist")
@@ -146,6 +146,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
 
 
 def _set_path(tree: Any, keys: list[str], value: Any, override: str) -> None:
+    default = DEFAULTS  # the same place in DEFAULTS, while there is one
     for position, key in enumerate(keys):
         last = position == len(keys) - 1
         if isinstance(tree, list):
@@ -154,8 +155,10 @@ def _set_path(tree: Any, keys: list[str], value: Any, override: str) -> None:
             key = int(key)
             if key == len(tree):
                 tree.append({})
+            default = None
         elif not last:
-            tree = tree.setdefault(key, [] if keys[position + 1].isdigit() else {})
+            default = default.get(key) if isinstance(default, dict) else None
+            tree = tree.setdefault(key, copy.deepcopy(default) if isinstance(default, list) else {})
             continue
         if last:
             tree[key] = value
@@ -399,8 +402,7 @@ class Evaluator:
                 shares = gather_object([mine])  # one list per rank; row i was decoded by rank i % world_size
                 if self.metrics is None:
                     continue
-                decoded = [shares[row % self.world_size][row // self.world_size] for row in range(len(self.rows))]
-                result = score_rows(self.rows, decoded, self.metrics)
+                result = score_rows(self.rows, rows_in_order(shares, len(self.rows)), self.metrics)
                 headline = {
                     "cer": (result["cer"] or {}).get("all", {}).get("cer"),
                     "lid_accuracy": (result["language"] or {}).get("accuracy"),
@@ -411,6 +413,11 @@ class Evaluator:
         finally:
             model.train()
         return scores if self.metrics is not None else None
+
+
+def rows_in_order(shares: list[list], count: int) -> list:
+    """Undo `rows[rank::world_size]`: `shares[rank]` holds rows rank, rank + world_size, ... of `count` rows."""
+    return [shares[row % len(shares)][row // len(shares)] for row in range(count)]
 
 
 def _flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -430,11 +437,12 @@ def _mixed_precision(setting: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool) -> None:
+def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool, made_here: list[str]) -> None:
     """Create `output_dir`, drop temp folders of interrupted saves, and start a fresh run's per-step logs empty
     (a resume appends to them: the last record of a step wins). A fresh run refuses a folder with checkpoints.
-    Without a checkpoint (whose config hash proves the recipe unchanged) the run starts at step 0, so a tokenizer
-    or CMVN left by an earlier attempt, perhaps of another recipe, is dropped and made again."""
+    Without a checkpoint (whose config hash proves the recipe unchanged) the run starts at step 0, so what the
+    recipe makes before step 1 (`made_here`: tokenizer, CMVN), if an earlier attempt, perhaps of another recipe,
+    left it, is dropped and made again."""
     checkpoints = complete_checkpoints(output_dir)
     if not resume and checkpoints:
         raise FileExistsError(
@@ -444,7 +452,7 @@ def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool)
         output_dir.mkdir(parents=True, exist_ok=True)
         stale = list(output_dir.glob(f"{TEMP_PREFIX}*"))
         if not checkpoints:
-            stale += [output_dir / name for name in (TOKENIZER_DIR, FEATURE_EXTRACTOR_DIR)]
+            stale += [output_dir / name for name in made_here]
         for leftover in stale:
             if leftover.is_dir():
                 shutil.rmtree(leftover)
@@ -484,7 +492,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
         ],
     )
     rank, world_size = accelerator.process_index, accelerator.num_processes
-    prepare_output_dir(accelerator, output_dir, resume)
+    made_here = [FEATURE_EXTRACTOR_DIR] + ([TOKENIZER_DIR] if config["tokenizer"]["path"] is None else [])
+    prepare_output_dir(accelerator, output_dir, resume, made_here)
     set_seed(config["seed"])
     hash_ = config_hash(config)
 
@@ -501,9 +510,10 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     eval_config = config["eval"]
     eval_ks = eval_config["ks"] or model.config.elastic_k_choices
     if eval_config["data"] and eval_config["interval"] > 0:
-        wrong = [k for k in eval_ks if not 1 <= k <= model.config.n_routed_experts]
+        pool = model.config.expert_pool_size or model.config.n_routed_experts
+        wrong = [k for k in eval_ks if not 1 <= k <= pool]
         if wrong:
-            raise ValueError(f"eval.ks {wrong} outside 1..{model.config.n_routed_experts} (the routed experts)")
+            raise ValueError(f"eval.ks {wrong} outside 1..{pool} (the routed experts)")
     stream = stream.filter(fits_decoder, fn_kwargs=dict(processor=processor,
                                                         max_target_positions=model.config.max_target_positions))
     optimizer, scheduler = build_optimizer(model, config)

@@ -44,12 +44,12 @@ def write_events_corpus(out_dir, rows):
 def test_noise_clips_are_the_rows_without_speech(tmp_path):
     corpus = write_events_corpus(tmp_path / "events", [
         ("dog", NO_SPEECH, "", ["Dog"], 1), ("speech-over-bell", "en", "hello", ["Speech", "Bell"], 2),
-        ("drum", NO_SPEECH, "", ["Drum"], 3),
+        ("unlabelled", NO_SPEECH, "", None, 4), ("drum", NO_SPEECH, "", ["Drum"], 3),
     ])  # fmt: skip
     assert [clip["events"] for clip in load_noise_clips(corpus, max_clips=5)] == [["Dog"], ["Drum"]]
     assert [clip["events"] for clip in load_noise_clips(corpus, max_clips=1)] == [["Dog"]]
     speech_only = write_events_corpus(tmp_path / "speech", [("a", "en", "hello", ["Speech"], 4)])
-    with pytest.raises(ValueError, match="no rows of language 'nospeech'"):
+    with pytest.raises(ValueError, match="no rows of language 'nospeech' with events"):
         load_noise_clips(speech_only, max_clips=5)
 
 

@@ -24,7 +24,7 @@ from training.data import CORPUS_FEATURES, write_corpus
 from processing.feature_extraction_touchasp import TouchASPFeatureExtractor
 from processing.processing_touchasp import TouchASPProcessor
 from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration
-from training.train import KRecorder, complete_checkpoints, corpus_audio, load_config, train
+from training.train import KRecorder, complete_checkpoints, corpus_audio, load_config, rows_in_order, train
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # (id, language, espeak voice, gender, text, events): 3 languages, both genders, some labels missing.
@@ -264,6 +264,9 @@ def test_leftovers_of_a_run_without_checkpoints_are_made_again(corpus, tmp_path)
     train(load_config(recipe), resume=True)
     assert {name: (output_dir / name).read_bytes() for name in made} == made
     assert not list(output_dir.glob(".tmp-*"))
+    # a tokenizer the recipe names (tokenizer.path) is the user's, never dropped, even inside output_dir
+    train(load_config(recipe, [f"tokenizer.path={output_dir / 'tokenizer'}"]))
+    assert (output_dir / "tokenizer/tokenizer.json").read_bytes() == made["tokenizer/tokenizer.json"]
 
 
 def test_set_adds_list_items_and_checks_eval_ks(corpus, tmp_path):
@@ -275,11 +278,19 @@ def test_set_adds_list_items_and_checks_eval_ks(corpus, tmp_path):
         load_config(bare, ["data.corpora.1.data_dir=x"])
     with pytest.raises(ValueError, match="must be a list"):
         load_config(bare, ["data.corpora=x"])
+    # a list the recipe leaves out starts as the default's
+    assert load_config(bare, ["augment.speed_factors.0=0.8"])["augment"]["speed_factors"] == [0.8, 1.0, 1.1]
     recipe = write_recipe(
         tmp_path / "ks.yaml", corpus, tmp_path / "run", eval={"data": str(corpus), "ks": [4, 9], "interval": 1}
     )
     with pytest.raises(ValueError, match=r"eval.ks \[9\] outside 1..8"):
         train(load_config(recipe))
+
+
+def test_gathered_eval_outputs_return_to_row_order():
+    rows = list(range(7))
+    assert rows_in_order([rows[rank::3] for rank in range(3)], len(rows)) == rows
+    assert rows_in_order([rows], len(rows)) == rows
 
 
 def test_k_recorder_leaves_out_evaluation_passes(tiny_processor):
