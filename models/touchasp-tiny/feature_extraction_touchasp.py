@@ -81,7 +81,8 @@ class TouchASPFeatureExtractor(SequenceFeatureExtractor):
         (`max_length`, `truncation`, `pad_to_multiple_of`) go to `SequenceFeatureExtractor.pad`.
 
         Returns `input_features` (batch, frames, feature_size) float32 and `attention_mask` (batch, frames)
-        int32, as numpy arrays or as `return_tensors` ("pt", "np").
+        int32 (unless `return_attention_mask`, default the extractor's setting, is False), as numpy arrays or as
+        `return_tensors` ("pt", "np").
         """
         is_batch = isinstance(raw_speech, (list, tuple)) and not (raw_speech and isinstance(raw_speech[0], Number))
         if is_batch and not raw_speech:
