@@ -382,7 +382,6 @@ class Evaluator:
         rows = list(read_rows(eval_config["data"]))
         self.rows = rows[: eval_config["max_rows"]] if eval_config["max_rows"] else rows
         self.share = self.rows[rank::world_size]
-        self.world_size = world_size
         self.ks = ks
         self.batch_size = eval_config["batch_size"]
         self.metrics = load_metrics() if rank == 0 else None
@@ -399,7 +398,7 @@ class Evaluator:
         try:
             for k in self.ks:
                 mine, _, _ = decode_rows(model, processor, self.share, k, self.batch_size)
-                shares = gather_object([mine])  # one list per rank; row i was decoded by rank i % world_size
+                shares = gather_object([mine])  # one list per rank
                 if self.metrics is None:
                     continue
                 result = score_rows(self.rows, rows_in_order(shares, len(self.rows)), self.metrics)
