@@ -253,11 +253,14 @@ def build_processor(config: dict[str, Any], output_dir: Path, accelerator: Accel
 
 
 def _write_atomically(path: Path, write) -> None:
-    """`write(temp)` into a temp folder beside `path`, then one rename: a folder at `path` is always complete."""
+    """`write(temp)` into a temp folder beside `path`, then a rename over any older `path`: a folder at `path` is
+    always complete."""
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
     if temp.exists():
         shutil.rmtree(temp)
     write(temp)
+    if path.exists():
+        shutil.rmtree(path)
     os.replace(temp, path)
 
 
@@ -580,14 +583,8 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
     progress.close()
 
     final = output_dir / "final"
-    if accelerator.is_main_process:  # written aside and renamed: a `final/` that exists is complete
-        temp = output_dir / f"{TEMP_PREFIX}final"
-        if temp.exists():
-            shutil.rmtree(temp)
-        save_touchasp(accelerator.unwrap_model(model), processor, temp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temp, final)
+    if accelerator.is_main_process:  # a `final/` that exists is complete
+        _write_atomically(final, lambda temp: save_touchasp(accelerator.unwrap_model(model), processor, temp))
     accelerator.end_training()
     stream_batches.close()
     return final
