@@ -296,21 +296,38 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return mixed / peak * 0.95 if peak > 0.99 else mixed
 
 
-def plans(recipe: str, hours: float, seed: int, test_fraction: float, cache_dir: Path) -> list[tuple[Iterator, float]]:
-    """(utterance stream, seconds to take from it) for each part of `recipe`."""
+def plans(
+    recipe: str, hours: float, seed: int, test_fraction: float, cache_dir: Path, languages: list[str] | None = None
+) -> list[tuple[Iterator, float]]:
+    """(utterance stream, seconds to take from it) for each part of `recipe`; speech only in `languages` when
+    given (event-only clips stay: they are `nospeech`)."""
     weights = MIXED_WEIGHTS if recipe == "mixed" else {recipe: 1.0}
     needs_sentences = {"synthetic", "events"} & set(weights)
-    sentences = synthetic_sentences(cache_dir) if needs_sentences else {}
+    sentences = _only(synthetic_sentences(cache_dir), languages, "synthetic") if needs_sentences else {}
     parts = []
     for part, weight in weights.items():
         if part == "synthetic":
             stream = synthetic_plan(sentences, seed, test_fraction)
         elif part == "real":
-            stream = real_plan(real_clips(cache_dir), seed, test_fraction)
+            groups = real_clips(cache_dir)
+            by_language = _only({language: None for _, language in groups}, languages, "real")
+            stream = real_plan({key: clips for key, clips in groups.items() if key[1] in by_language}, seed, test_fraction)
         else:
             stream = events_plan(_mapped_event_clips(cache_dir), sentences, seed, test_fraction)
         parts.append((stream, hours * weight * 3600))
     return parts
+
+
+def _only(by_language: dict[str, Any], languages: list[str] | None, part: str) -> dict[str, Any]:
+    """`by_language` restricted to `languages` (all when None); a language the part lacks is an error naming those it has."""
+    if languages is None:
+        return by_language
+    missing = sorted(set(languages) - set(by_language))
+    if missing:
+        raise ValueError(
+            f"--languages {','.join(missing)}: the {part} part has no speech in them; it has {','.join(sorted(by_language))}"
+        )
+    return {language: value for language, value in by_language.items() if language in languages}
 
 
 def _mapped_event_clips(cache_dir: Path) -> list[sources.SourceClip]:
@@ -320,8 +337,10 @@ def _mapped_event_clips(cache_dir: Path) -> list[sources.SourceClip]:
 def build_corpus(
     recipe: str, out_dir: str | Path, hours: float = 1.0, seed: int = 0, test_fraction: float = 0.1,
     num_proc: int = 2, num_shards: int = 4, cache_dir: str | Path = sources.DEFAULT_CACHE, overwrite: bool = False,
+    languages: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write the corpus of `recipe` with about `hours` of audio (train + test) to `out_dir`; return its stats."""
+    """Write the corpus of `recipe` with about `hours` of audio (train + test) to `out_dir`, its speech in
+    `languages` only when given (e.g. ["en", "zh"]: every hour goes to them); return its stats."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if hours <= 0:
@@ -335,10 +354,12 @@ def build_corpus(
         shutil.rmtree(out_dir)
     rows, skipped = [], []
     with multiprocessing.get_context("forkserver").Pool(num_proc) as pool:
-        for stream, seconds in plans(recipe, hours, seed, test_fraction, Path(cache_dir)):
+        for stream, seconds in plans(recipe, hours, seed, test_fraction, Path(cache_dir), languages):
             rows += _take_seconds(pool, stream, seconds, skipped)
     random.Random(seed).shuffle(rows)
     arguments = dict(recipe=recipe, hours=hours, seed=seed, test_fraction=test_fraction)
+    if languages is not None:
+        arguments["languages"] = sorted(languages)
     return _write(rows, out_dir, num_shards, arguments, skipped)
 
 
@@ -427,12 +448,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-shards", type=int, default=4, help="parquet shards per split")
     parser.add_argument("--cache", default=str(sources.DEFAULT_CACHE), help="where Debian packages are unpacked")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    parser.add_argument("--languages", type=lambda value: value.split(","), default=None,
+                        help="comma-separated languages the speech is in (default: every language of the recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
     stats = build_corpus(
         args.recipe, args.out, args.hours, args.seed, args.test_fraction, args.num_proc, args.num_shards,
-        args.cache, args.overwrite,
+        args.cache, args.overwrite, args.languages,
     )  # fmt: skip
     for split, numbers in stats["splits"].items():
         print(f"{split}: {numbers['utterances']} utterances, {numbers['hours']:.3f} h, "

@@ -141,3 +141,15 @@ def test_real_mixed_recipe_on_a_fresh_cache(tmp_path):
     rows = load_dataset("parquet", data_dir=str(out / "train"), split="train", streaming=True)
     row = next(iter(rows))
     assert row["audio"].get_all_samples().data.numel() > 0 and set(LABELS) <= set(row)
+
+
+def test_languages_keep_the_speech_to_those_asked_for(tmp_path, fake_debian_cache):
+    stats = corpus.build_corpus("mixed", tmp_path / "en-fr", hours=0.01, seed=1, test_fraction=0.3, num_proc=1,
+                                num_shards=1, cache_dir=fake_debian_cache, languages=["en", "fr"])  # fmt: skip
+    assert set(stats["languages"]) == {"en", "fr"}
+    assert stats["arguments"]["languages"] == ["en", "fr"]
+    assert "nospeech" in stats["splits"]["train"]["language"]  # event-only clips are kept
+    with pytest.raises(ValueError, match="--languages xx: the synthetic part has no speech in them; it has .*en"):
+        corpus.build_corpus("synthetic", tmp_path / "xx", hours=0.01, cache_dir=fake_debian_cache, languages=["xx"])
+    with pytest.raises(ValueError, match="--languages de: the real part has no speech in them"):
+        corpus.build_corpus("real", tmp_path / "de", hours=0.01, cache_dir=fake_debian_cache, languages=["de"])
