@@ -34,6 +34,21 @@ def padded_pair(lengths=(120, 83)) -> tuple[torch.Tensor, torch.Tensor]:
     return features, mask
 
 
+def test_fresh_weights_are_fan_in_scaled_so_the_front_end_passes_the_audio(tiny_config):
+    """N(0, 0.02) on the 9-tap subsampling convs shrank unit-variance fbank to RMS 0.004 and learnt slower."""
+    torch.manual_seed(0)
+    model = TouchASPForConditionalGeneration(tiny_config).eval()
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)) and name != "proj_out":
+            fan_in = module.weight[0].numel()
+            assert module.weight.abs().max() <= fan_in**-0.5 + 1e-6, name
+            assert module.weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.25), name
+    assert torch.equal(model.proj_out.weight, model.model.decoder.embed_tokens.weight)
+    with torch.no_grad():
+        frames = model.model.encoder.subsampling(torch.randn(2, 300, tiny_config.num_mel_bins))
+    assert frames.pow(2).mean().sqrt() > 0.05
+
+
 def test_padded_batch_equals_each_utterance_alone(model):
     """With nonzero biases, as every trained model has (the init zeroes them): a biased layer must not refill
     padded frames that a frame-mixing layer then reads."""
