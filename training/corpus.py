@@ -310,8 +310,8 @@ def plans(
             stream = synthetic_plan(sentences, seed, test_fraction)
         elif part == "real":
             groups = real_clips(cache_dir)
-            by_language = _only({language: None for _, language in groups}, languages, "real")
-            stream = real_plan({key: clips for key, clips in groups.items() if key[1] in by_language}, seed, test_fraction)
+            kept = _only({language: None for _, language in groups}, languages, "real")
+            stream = real_plan({key: clips for key, clips in groups.items() if key[1] in kept}, seed, test_fraction)
         else:
             stream = events_plan(_mapped_event_clips(cache_dir), sentences, seed, test_fraction)
         parts.append((stream, hours * weight * 3600))
@@ -319,13 +319,15 @@ def plans(
 
 
 def _only(by_language: dict[str, Any], languages: list[str] | None, part: str) -> dict[str, Any]:
-    """`by_language` restricted to `languages` (all when None); a language the part lacks is an error naming those it has."""
+    """`by_language` restricted to `languages` (all when None); a language the part lacks is an error that names
+    those it has."""
     if languages is None:
         return by_language
     missing = sorted(set(languages) - set(by_language))
     if missing:
         raise ValueError(
-            f"--languages {','.join(missing)}: the {part} part has no speech in them; it has {','.join(sorted(by_language))}"
+            f"--languages {','.join(missing)}: the {part} part has no speech in them; "
+            f"it has {','.join(sorted(by_language))}"
         )
     return {language: value for language, value in by_language.items() if language in languages}
 

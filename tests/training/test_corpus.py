@@ -150,6 +150,7 @@ def test_languages_keep_the_speech_to_those_asked_for(tmp_path, fake_debian_cach
     assert stats["arguments"]["languages"] == ["en", "fr"]
     assert "nospeech" in stats["splits"]["train"]["language"]  # event-only clips are kept
     with pytest.raises(ValueError, match="--languages xx: the synthetic part has no speech in them; it has .*en"):
-        corpus.build_corpus("synthetic", tmp_path / "xx", hours=0.01, cache_dir=fake_debian_cache, languages=["xx"])
+        corpus.build_corpus("synthetic", tmp_path / "xx", hours=0.01, cache_dir=fake_debian_cache,
+                            languages=["xx"])  # fmt: skip
     with pytest.raises(ValueError, match="--languages de: the real part has no speech in them"):
         corpus.build_corpus("real", tmp_path / "de", hours=0.01, cache_dir=fake_debian_cache, languages=["de"])
