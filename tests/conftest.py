@@ -211,4 +211,13 @@ def fake_debian_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     })  # fmt: skip
     _fake_package(cache, "sound-theme-freedesktop", {"usr/share/sounds/freedesktop/stereo/bell.oga": ("chirp", "")})
     _fake_package(cache, "asterisk-moh-opsound-wav", {"usr/share/asterisk/moh/song.wav": ("chirp", "")})
+    fortunes = "usr/share/games/fortunes"
+    _fake_package(cache, "fortunes", {
+        f"{fortunes}/kids": "A fox ran\nhome. Then it slept!\n%\nBe kind to\nyour cat.\n\t\t-- Someone\n%\n",
+        f"{fortunes}/kids.dat": b"\0\0\0\2", f"{fortunes}/kids.u8": "A fox ran home.\n",
+    })  # fmt: skip
+    _fake_package(cache, "fortunes-zh", {
+        f"{fortunes}/chinese": "\x1b[32m要有礼貌\x1b[m\n\n请保持\n礼貌。你好吗？\n%\n",
+        f"{fortunes}/tang300": "床前明月光。\n%\n",
+    })  # fmt: skip
     return cache

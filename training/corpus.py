@@ -59,6 +59,9 @@ PITCH = {"male": (25, 50), "female": (45, 75)}
 SPEED = (130, 200)  # espeak-ng words per minute
 SNR_DB = (0, 5, 10, 20)
 SYNTHETIC_LICENCE = "GPL-3.0+ (espeak-ng); sentences from tuxpaint-stamps-default and fillets-ng-data (GPL-2+)"
+FORTUNES_LICENCE = SYNTHETIC_LICENCE + "".join(
+    f", {package} ({licence})" for package, licence in sources.FORTUNE_LICENCES.items()
+)
 EVENT_CLIP_SECONDS = (1.0, 10.0)
 MAX_SENTENCE_CHARACTERS = 150
 RENDER_BATCH = 64
@@ -84,6 +87,7 @@ class Utterance:
     clip: sources.SourceClip | None = None
     snr_db: float | None = None
     seed: int = 0
+    licence: str = SYNTHETIC_LICENCE  # of the espeak speech and its sentence sources
 
 
 def split_of(key: str, test_fraction: float) -> str:
@@ -105,11 +109,13 @@ def speakable(text: str, language: str) -> bool:
     return bool(_HANZI_SENTENCE.match(text)) if language in ("zh", "yue") else not _HANZI_SENTENCE.search(text)
 
 
-def synthetic_sentences(cache_dir: Path) -> dict[str, list[str]]:
-    """{language: unique speakable sentences} for every language of SYNTHETIC_LANGUAGES."""
+def synthetic_sentences(cache_dir: Path, fortunes: bool = False) -> dict[str, list[str]]:
+    """{language: unique speakable sentences} for every language of SYNTHETIC_LANGUAGES; with `fortunes`, also
+    the English and Mandarin sentences of Debian's fortune cookies (about 20,000 and 12,000)."""
     locale_language = {locale: language for language, (_, locale) in SYNTHETIC_LANGUAGES.items()}
     sentences: dict[str, dict[str, None]] = defaultdict(dict)
-    for locale, text in sources.text_lines(cache_dir):
+    lines = sources.text_lines(cache_dir)
+    for locale, text in itertools.chain(lines, sources.fortune_lines(cache_dir)) if fortunes else lines:
         language = locale_language.get(locale)
         if language and speakable(text, language):
             sentences[language][text.strip()] = None
@@ -145,7 +151,8 @@ def _streamed_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def synthetic_plan(
-    sentences: dict[str, list[str]], seed: int, test_fraction: float, recipe: str = "synthetic"
+    sentences: dict[str, list[str]], seed: int, test_fraction: float, recipe: str = "synthetic",
+    licence: str = SYNTHETIC_LICENCE,
 ) -> Iterator[Utterance]:
     """An endless, seeded stream of espeak utterances: language uniform, sentence and voice random."""
     rng = random.Random(seed)
@@ -159,7 +166,7 @@ def synthetic_plan(
         yield Utterance(
             f"{recipe}-{index:07d}", split, recipe, text, language, gender,
             f"{SYNTHETIC_LANGUAGES[language][0]}+{variant}", rng.randint(*SPEED), rng.randint(*PITCH[gender]),
-            seed=rng.randrange(2**31),
+            seed=rng.randrange(2**31), licence=licence,
         )  # fmt: skip
 
 
@@ -210,7 +217,8 @@ def event_splits(clips: list[sources.SourceClip], test_fraction: float) -> dict[
 
 
 def events_plan(
-    clips: list[sources.SourceClip], sentences: dict[str, list[str]], seed: int, test_fraction: float
+    clips: list[sources.SourceClip], sentences: dict[str, list[str]], seed: int, test_fraction: float,
+    licence: str = SYNTHETIC_LICENCE,
 ) -> Iterator[Utterance]:
     """Alternating event-only clips and synthetic speech mixed with an event clip at an SNR from SNR_DB.
     Label sets are drawn uniformly, then a clip of the set, so the 70 drum samples do not drown the one dog."""
@@ -219,7 +227,7 @@ def events_plan(
     by_split: dict[str, dict[tuple[str, ...], list[sources.SourceClip]]] = defaultdict(lambda: defaultdict(list))
     for clip in clips:
         by_split[splits[clip.clip_id]][clip.events].append(clip)
-    speech = synthetic_plan(sentences, seed + 1, test_fraction, recipe="events")
+    speech = synthetic_plan(sentences, seed + 1, test_fraction, recipe="events", licence=licence)
     for index in range(10**9):
         carrier = next(speech)
         groups = by_split[carrier.split] or by_split["train"]
@@ -246,7 +254,7 @@ def render(utterance: Utterance) -> dict[str, Any]:
     if synthetic:
         events = ["Speech", *(clip.events if clip else ())]
         source = "espeak-ng" + (f" + {clip.package}" if clip else "")
-        licence = SYNTHETIC_LICENCE + (f"; events: {clip.licence}" if clip else "")
+        licence = utterance.licence + (f"; events: {clip.licence}" if clip else "")
     else:
         events = list(clip.events) if utterance.language == "nospeech" else ["Speech"]
         source, licence = clip.package, clip.licence
@@ -297,23 +305,25 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
 
 
 def plans(
-    recipe: str, hours: float, seed: int, test_fraction: float, cache_dir: Path, languages: list[str] | None = None
+    recipe: str, hours: float, seed: int, test_fraction: float, cache_dir: Path, languages: list[str] | None = None,
+    fortunes: bool = False,
 ) -> list[tuple[Iterator, float]]:
     """(utterance stream, seconds to take from it) for each part of `recipe`; speech only in `languages` when
-    given (event-only clips stay: they are `nospeech`)."""
+    given (event-only clips stay: they are `nospeech`); espeak also reads the fortune sentences with `fortunes`."""
     weights = MIXED_WEIGHTS if recipe == "mixed" else {recipe: 1.0}
     needs_sentences = {"synthetic", "events"} & set(weights)
-    sentences = _only(synthetic_sentences(cache_dir), languages, "synthetic") if needs_sentences else {}
+    sentences = _only(synthetic_sentences(cache_dir, fortunes), languages, "synthetic") if needs_sentences else {}
+    licence = FORTUNES_LICENCE if fortunes else SYNTHETIC_LICENCE
     parts = []
     for part, weight in weights.items():
         if part == "synthetic":
-            stream = synthetic_plan(sentences, seed, test_fraction)
+            stream = synthetic_plan(sentences, seed, test_fraction, licence=licence)
         elif part == "real":
             groups = real_clips(cache_dir)
             kept = _only({language: None for _, language in groups}, languages, "real")
             stream = real_plan({key: clips for key, clips in groups.items() if key[1] in kept}, seed, test_fraction)
         else:
-            stream = events_plan(_mapped_event_clips(cache_dir), sentences, seed, test_fraction)
+            stream = events_plan(_mapped_event_clips(cache_dir), sentences, seed, test_fraction, licence)
         parts.append((stream, hours * weight * 3600))
     return parts
 
@@ -339,10 +349,12 @@ def _mapped_event_clips(cache_dir: Path) -> list[sources.SourceClip]:
 def build_corpus(
     recipe: str, out_dir: str | Path, hours: float = 1.0, seed: int = 0, test_fraction: float = 0.1,
     num_proc: int = 2, num_shards: int = 4, cache_dir: str | Path = sources.DEFAULT_CACHE, overwrite: bool = False,
-    languages: list[str] | None = None,
+    languages: list[str] | None = None, fortunes: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Write the corpus of `recipe` with about `hours` of audio (train + test) to `out_dir`, its speech in
-    `languages` only when given (e.g. ["en", "zh"]: every hour goes to them); return its stats."""
+    `languages` only when given (e.g. ["en", "zh"]: every hour goes to them), espeak's sentences also from
+    Debian's fortune cookies with `fortunes` (ten times the English and twenty times the Mandarin); return its
+    stats."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if hours <= 0:
@@ -356,12 +368,14 @@ def build_corpus(
         shutil.rmtree(out_dir)
     rows, skipped = [], []
     with multiprocessing.get_context("forkserver").Pool(num_proc) as pool:
-        for stream, seconds in plans(recipe, hours, seed, test_fraction, Path(cache_dir), languages):
+        for stream, seconds in plans(recipe, hours, seed, test_fraction, Path(cache_dir), languages, fortunes):
             rows += _take_seconds(pool, stream, seconds, skipped)
     random.Random(seed).shuffle(rows)
     arguments = dict(recipe=recipe, hours=hours, seed=seed, test_fraction=test_fraction)
     if languages is not None:
         arguments["languages"] = sorted(languages)
+    if fortunes:
+        arguments["fortunes"] = True
     return _write(rows, out_dir, num_shards, arguments, skipped)
 
 
@@ -452,12 +466,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     parser.add_argument("--languages", type=lambda value: value.split(","), default=None,
                         help="comma-separated languages the speech is in (default: every language of the recipe)")
+    parser.add_argument("--fortunes", action="store_true",
+                        help="espeak also reads the sentences of Debian's fortunes (en) and fortunes-zh (zh)")
 
 
 def run(args: argparse.Namespace) -> int:
     stats = build_corpus(
         args.recipe, args.out, args.hours, args.seed, args.test_fraction, args.num_proc, args.num_shards,
-        args.cache, args.overwrite, args.languages,
+        args.cache, args.overwrite, args.languages, args.fortunes,
     )  # fmt: skip
     for split, numbers in stats["splits"].items():
         print(f"{split}: {numbers['utterances']} utterances, {numbers['hours']:.3f} h, "

@@ -175,6 +175,33 @@ def text_lines(cache_dir: Path = DEFAULT_CACHE) -> Iterator[tuple[str, str]]:
             yield ("en", english) if locale == "en" else (locale, translation)
 
 
+# Debian's fortune cookies: thousands of everyday sentences where the stamps and dialogue give a few hundred per
+# language. fortunes-zh's `tang300` and `song100` are classical poems; its modern Mandarin is `chinese`.
+FORTUNE_FILES = {"fortunes": ("en", None), "fortunes-zh": ("zh_CN", ("chinese",))}
+FORTUNE_LICENCES = {"fortunes": "BSD", "fortunes-zh": "GPL-3.0+"}
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_SENTENCE_END = {"en": re.compile(r"(?<=[.!?])\s+"), "zh_CN": re.compile(r"(?<=[。！？])")}
+
+
+def fortune_lines(cache_dir: Path = DEFAULT_CACHE) -> Iterator[tuple[str, str]]:
+    """(locale, sentence) pairs from the fortune files of FORTUNE_FILES: each fortune (blocks between `%` lines)
+    without colour escapes and `-- author` lines, the wrapped lines of each paragraph joined, cut at sentence ends
+    (a title or a verse without a full stop is a paragraph of its own)."""
+    for package, (locale, names) in FORTUNE_FILES.items():
+        folder = fetch_package(package, cache_dir) / "usr/share/games/fortunes"
+        paths = [folder / name for name in names] if names else sorted(
+            path for path in folder.iterdir() if path.is_file() and not path.suffix
+        )  # fmt: skip
+        joiner = " " if locale == "en" else ""
+        for path in paths:
+            for paragraph in re.split(r"\n\s*\n|\n%\n", _ANSI_ESCAPE.sub("", path.read_text(errors="replace"))):
+                lines = [line.strip() for line in paragraph.splitlines()]
+                text = joiner.join(line for line in lines if line and line != "%" and not line.startswith("--"))
+                for sentence in _SENTENCE_END[locale].split(text):
+                    if sentence.strip():
+                        yield locale, sentence.strip()
+
+
 @cache
 def _event_rules() -> tuple[dict, ...]:
     return tuple(json.loads(EVENT_MAPPING.read_text())["rules"])

@@ -154,3 +154,15 @@ def test_languages_keep_the_speech_to_those_asked_for(tmp_path, fake_debian_cach
                             languages=["xx"])  # fmt: skip
     with pytest.raises(ValueError, match="--languages de: the real part has no speech in them"):
         corpus.build_corpus("real", tmp_path / "de", hours=0.01, cache_dir=fake_debian_cache, languages=["de"])
+
+
+def test_fortunes_add_sentences_and_say_so_in_the_licence(tmp_path, fake_debian_cache):
+    plain = corpus.synthetic_sentences(fake_debian_cache)
+    more = corpus.synthetic_sentences(fake_debian_cache, fortunes=True)
+    assert set(more["en"]) - set(plain["en"]) == {"A fox ran home.", "Then it slept!", "Be kind to your cat."}
+    assert set(more["zh"]) - set(plain["zh"]) == {"要有礼貌", "请保持礼貌。", "你好吗？"}
+    stats = corpus.build_corpus("synthetic", tmp_path / "out", hours=0.01, seed=0, num_proc=1, num_shards=1,
+                                cache_dir=fake_debian_cache, languages=["en", "zh"], fortunes=True)  # fmt: skip
+    assert stats["arguments"]["fortunes"] is True
+    assert [source["license"] for source in stats["sources"]] == [corpus.FORTUNES_LICENCE]
+    assert "fortunes (BSD), fortunes-zh (GPL-3.0+)" in corpus.FORTUNES_LICENCE

@@ -61,6 +61,13 @@ def test_text_lines_read_every_locale_of_stamps_and_dialogue(fake_debian_cache):
     assert {("zh_CN", "青蛙。"), ("de", "Ein Hund."), ("cs", "Ahoj tam."), ("en", "Hello there.")} <= lines
 
 
+def test_fortune_lines_are_sentences_without_escapes_authors_or_classical_poems(fake_debian_cache):
+    assert list(sources.fortune_lines(fake_debian_cache)) == [
+        ("en", "A fox ran home."), ("en", "Then it slept!"), ("en", "Be kind to your cat."),
+        ("zh_CN", "要有礼貌"), ("zh_CN", "请保持礼貌。"), ("zh_CN", "你好吗？"),
+    ]  # fmt: skip
+
+
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 def test_fetching_an_unknown_package_names_it(tmp_path):
     with pytest.raises(sources.SourceUnavailable, match="no-such-touchasp-package"):
