@@ -111,11 +111,13 @@ def speakable(text: str, language: str) -> bool:
 
 def synthetic_sentences(cache_dir: Path, fortunes: bool = False) -> dict[str, list[str]]:
     """{language: unique speakable sentences} for every language of SYNTHETIC_LANGUAGES; with `fortunes`, also
-    the English and Mandarin sentences of Debian's fortune cookies (about 20,000 and 12,000)."""
+    those of Debian's fortune cookies (25,551 English and 13,259 Mandarin in all, against 2,511 and 612)."""
     locale_language = {locale: language for language, (_, locale) in SYNTHETIC_LANGUAGES.items()}
     sentences: dict[str, dict[str, None]] = defaultdict(dict)
     lines = sources.text_lines(cache_dir)
-    for locale, text in itertools.chain(lines, sources.fortune_lines(cache_dir)) if fortunes else lines:
+    if fortunes:
+        lines = itertools.chain(lines, sources.fortune_lines(cache_dir))
+    for locale, text in lines:
         language = locale_language.get(locale)
         if language and speakable(text, language):
             sentences[language][text.strip()] = None
@@ -312,7 +314,7 @@ def plans(
     given (event-only clips stay: they are `nospeech`); espeak also reads the fortune sentences with `fortunes`."""
     weights = MIXED_WEIGHTS if recipe == "mixed" else {recipe: 1.0}
     needs_sentences = {"synthetic", "events"} & set(weights)
-    sentences = _only(synthetic_sentences(cache_dir, fortunes), languages, "synthetic") if needs_sentences else {}
+    sentences = _only(synthetic_sentences(cache_dir, fortunes), languages, "espeak sentence") if needs_sentences else {}
     licence = FORTUNES_LICENCE if fortunes else SYNTHETIC_LICENCE
     parts = []
     for part, weight in weights.items():
@@ -320,7 +322,7 @@ def plans(
             stream = synthetic_plan(sentences, seed, test_fraction, licence=licence)
         elif part == "real":
             groups = real_clips(cache_dir)
-            kept = _only({language: None for _, language in groups}, languages, "real")
+            kept = _only({language: None for _, language in groups}, languages, "real speech")
             stream = real_plan({key: clips for key, clips in groups.items() if key[1] in kept}, seed, test_fraction)
         else:
             stream = events_plan(_mapped_event_clips(cache_dir), sentences, seed, test_fraction, licence)
@@ -328,7 +330,7 @@ def plans(
     return parts
 
 
-def _only(by_language: dict[str, Any], languages: list[str] | None, part: str) -> dict[str, Any]:
+def _only(by_language: dict[str, Any], languages: list[str] | None, what: str) -> dict[str, Any]:
     """`by_language` restricted to `languages` (all when None); a language the part lacks is an error that names
     those it has."""
     if languages is None:
@@ -336,8 +338,7 @@ def _only(by_language: dict[str, Any], languages: list[str] | None, part: str) -
     missing = sorted(set(languages) - set(by_language))
     if missing:
         raise ValueError(
-            f"--languages {','.join(missing)}: the {part} part has no speech in them; "
-            f"it has {','.join(sorted(by_language))}"
+            f"--languages {','.join(missing)}: no {what} is in them (only in {','.join(sorted(by_language))})"
         )
     return {language: value for language, value in by_language.items() if language in languages}
 
