@@ -41,6 +41,8 @@ class TouchASPConfig(PretrainedConfig):
         task_loss_weight (`float`): weight of the task tokens (language, emotion, gender, events) in the attention
             cross-entropy against 1 for the transcript's; a row has a handful of them and dozens of text tokens.
         apply_spec_augment (`bool`) with num_time_masks, max_time_mask, num_freq_masks, max_freq_mask.
+        initializer_range (`float`): std of the normal init of embeddings, router and experts; Linear and Conv
+            layers start fan-in scaled (PyTorch's default), which learns faster here (training/README.md).
 
     Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
     """
