@@ -342,7 +342,7 @@ class TouchASPPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             # PyTorch's fan-in scaled default, what `reset_parameters` draws (through `init` so loaded weights are
-            # left alone). N(0, initializer_range) here learnt about 1.5x slower (training/README.md, "Initialisation").
+            # left alone). N(0, initializer_range) learnt about 1.5x slower (training/README.md, "Learning speed").
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 bound = 1 / math.sqrt(module.weight[0].numel())

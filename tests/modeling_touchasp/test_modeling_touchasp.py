@@ -50,7 +50,7 @@ def test_fresh_weights_are_fan_in_scaled_so_the_front_end_passes_the_audio(tiny_
 
 
 def test_padded_batch_equals_each_utterance_alone(model):
-    """With nonzero biases, as every trained model has (the init zeroes them): a biased layer must not refill
+    """With wide biases, as a trained model has (wider than the init draws): a biased layer must not refill
     padded frames that a frame-mixing layer then reads."""
     features, mask = padded_pair()
     with torch.no_grad():
