@@ -1,0 +1,51 @@
+#!/bin/bash
+# The next touchasp-tiny, trained from scratch for the issue's targets: the fan-in init, Debian's fortune cookies as
+# more English and Mandarin text, a 4,000-piece vocabulary (Mandarin alone has 5,558 distinct Hanzi), the task tokens
+# weighted 10x and CTC weight 0.5 from step 0, and half of every batch from an English + Mandarin corpus.
+#   touchasp corpus --recipe mixed --fortunes --hours 10 --num-proc 2 --out corpora/mixed-f
+#   touchasp corpus --recipe synthetic --languages en,zh --fortunes --hours 4 --seed 1 --num-proc 2 --out corpora/enzh-f
+#   bash training/recipes/touchasp-tiny-fortunes.sh elastic|static [LAST_STAGE]
+# A session has about 2.5 hours of compute and starts from a fresh checkout without runs/, so each stage is
+# 7,000 steps (about 2 hours at 1 step/s) and is kept: its final/, recipe.json, examples.jsonl and
+# eval_results.jsonl are copied to training/stages/NAME (tracked: commit it), and a stage found there is not trained
+# again. The static twin runs the same stages with every step at k_max; alternate the two so both keep one budget.
+# Release (scores both twins on corpora/mixed-f's held-out parts): python -m training.release
+#   --elastic training/stages/tiny-f-stageN/final --static training/stages/tiny-f-static-stageN/final
+#   --elastic-runs training/stages/tiny-f-stage{1..N} --static-runs training/stages/tiny-f-static-stage{1..N}
+#   --corpus corpora/mixed-f --more-corpora corpora/enzh-f --out models/touchasp-tiny
+# Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+touchasp=${TOUCHASP:-.venv/bin/touchasp}
+case ${1:-} in
+  elastic) name=tiny-f twin=() ;;
+  static) name=tiny-f-static twin=(--set "model.elastic_k_choices=[4]") ;;
+  *) echo "usage: $0 elastic|static [LAST_STAGE]" >&2; exit 2 ;;
+esac
+last=${2:-1}
+
+corpora='[{data_dir: corpora/mixed-f/train, weight: 1.0}, {data_dir: corpora/enzh-f/train, weight: 1.0}]'
+common=(--set "data.corpora=$corpora"
+  --set model.task_loss_weight=10 --set model.ctc_weight=0.5 --set max_steps=7000
+  --set eval.data=corpora/mixed-f/test/synthetic --set eval.interval=3500 --set "eval.ks=[1,4]" --set eval.max_rows=100)
+
+prev=
+for ((n = 1; n <= last; n++)); do
+  run=$name-stage$n
+  kept=training/stages/$run
+  if [[ ! -d $kept/final ]]; then
+    if [[ -z $prev ]]; then  # stage 1 trains the tokenizer and fits global CMVN
+      start=(--set tokenizer.vocab_size=4000)
+    else  # later stages continue the previous one's weights and processor, with a fresh optimiser and warmup
+      start=(--set "model.init_from=$prev" --set optimizer.lr=1.0e-3 --set schedule.warmup_steps=100)
+    fi
+    "$touchasp" train --config training/configs/tiny.yaml "${twin[@]}" "${common[@]}" "${start[@]}" \
+        --set "seed=$((n - 1))" --set "output_dir=runs/$run" --resume
+    rm -rf "$kept.tmp" && mkdir -p "$kept.tmp"
+    for file in final recipe.json examples.jsonl eval_results.jsonl; do cp -r "runs/$run/$file" "$kept.tmp/"; done
+    rm "$kept.tmp"/final/*.py  # the Hub code copies: init_from needs only the weights and the processor files
+    mv "$kept.tmp" "$kept"
+    echo "$run: kept in $kept (git add it)"
+  fi
+  prev=$kept/final
+done
