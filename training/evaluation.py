@@ -1,6 +1,6 @@
 """The budget table: score one TouchASP model at several numbers of active experts (DESIGN.md section 7).
 
-    touchasp evaluate --model PATH --data SPEC -k 1,2,4 --out DIR [--batch-size N]
+    touchasp evaluate --model PATH --data SPEC -k 1,2,4 --out DIR [--batch-size N] [--max-rows N]
 
 `--data` is read by `read_rows`, which turns every supported layout into the same row dicts:
 `{"id", "audio", "text", "language", "gender", "emotion", "events"}`, labels None where the source has none, and
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import time
 from collections import defaultdict
@@ -267,8 +268,10 @@ def evaluate_model(
     ks: list[int] | None = None,
     out_dir: str | Path = "evaluation",
     batch_size: int = 8,
+    max_rows: int | None = None,
 ) -> dict[str, Any]:
-    """Score the model at each k in `ks` (default: its `elastic_k_choices`) and write to `out_dir`:
+    """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
+    None; the corpora shuffle their test rows, so the first ones are a sample) and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
     """
@@ -284,7 +287,9 @@ def evaluate_model(
             )
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected at least 1")
-    rows = list(read_rows(data_spec))
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows={max_rows}; expected at least 1, or None for every row")
+    rows = list(itertools.islice(read_rows(data_spec), max_rows))
     if not rows:
         raise ValueError(f"evaluation data {str(data_spec)!r} holds no rows")
     out_dir = Path(out_dir)
@@ -451,11 +456,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for results.json, budget_table.md and plots")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default 8)")
+    parser.add_argument("--max-rows", type=int, default=None, help="score only the first N rows (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
     """`touchasp evaluate`: score, write the outputs, print the budget table."""
-    results = evaluate_model(args.model, args.data, args.ks, args.out, args.batch_size)
+    results = evaluate_model(args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows)
     print(budget_table(results), end="")
     print(f"results, budget table and plots in {args.out}")
     return 0

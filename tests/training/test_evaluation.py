@@ -116,6 +116,16 @@ def test_evaluate_on_kaldi_and_on_parquet_gives_the_same_numbers(
         assert (tmp_path / "kaldi" / name).read_bytes().startswith(b"\x89PNG"), name
 
 
+def test_max_rows_scores_the_first_rows_only(parquet_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    results = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, batch_size=2, max_rows=2)
+
+    assert results["rows"] == 2
+    lines = (tmp_path / "hypotheses_k1.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [utterance for utterance, *_ in CLIPS[:2]]
+    with pytest.raises(ValueError, match="max_rows=0"):
+        evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, max_rows=0)
+
+
 def _perception(language: str, events: list[dict] | None = None) -> dict:
     return {"language": {"label": language, "score": 0.9, "scores": {}}, "emotion": None, "gender": None,
             "events": events}
