@@ -1,5 +1,6 @@
-"""training/recipes/touchasp-tiny.sh: the stage chain of the shipped model and its static twin, run against a
-stand-in `touchasp` that records each call and writes the stage's final/ (or fails, like a killed run)."""
+"""training/recipes/: the stage chains of the shipped model (touchasp-tiny.sh) and of its successor, whose stages
+are kept in training/stages (touchasp-tiny-fortunes.sh), each with its static twin, run against a stand-in
+`touchasp` that records each call and writes the stage's outputs (or fails, like a killed run)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from training.train import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = Path("training/recipes/touchasp-tiny.sh")
+FORTUNES = Path("training/recipes/touchasp-tiny-fortunes.sh")
 CONFIG = Path("training/configs/tiny.yaml")
 STAND_IN = """\
 import json, os, sys
@@ -28,13 +30,16 @@ with open(os.environ["CALLS"], "a") as log:
 if out.name == os.environ.get("FAIL_AT"):
     sys.exit(1)
 (out / "final").mkdir(parents=True)
+for name in ("final/model.safetensors", "final/modeling_touchasp.py", "recipe.json", "examples.jsonl",
+             "eval_results.jsonl"):
+    (out / name).write_text(name)
 """
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """A checkout holding only the recipe script and the config, and a stand-in `touchasp`."""
-    for path in (RECIPE, CONFIG):
+    """A checkout holding only the recipe scripts and the config, and a stand-in `touchasp`."""
+    for path in (RECIPE, FORTUNES, CONFIG):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / path, tmp_path / path)
     stand_in = tmp_path / "touchasp"
@@ -43,11 +48,11 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_recipe(tree: Path, *args: str, fail_at: str = "") -> tuple[int, list[list[str]]]:
+def run_recipe(tree: Path, *args: str, fail_at: str = "", recipe: Path = RECIPE) -> tuple[int, list[list[str]]]:
     calls = tree / "calls.jsonl"
     calls.unlink(missing_ok=True)
     env = dict(os.environ, TOUCHASP=str(tree / "touchasp"), CALLS=str(calls), FAIL_AT=fail_at)
-    done = subprocess.run(["bash", str(tree / RECIPE), *args], env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", str(tree / recipe), *args], env=env, capture_output=True, text=True)
     lines = calls.read_text(encoding="utf-8").splitlines() if calls.exists() else []
     return done.returncode, [json.loads(line) for line in lines]
 
@@ -90,3 +95,34 @@ def test_a_rerun_continues_the_unfinished_stage_and_skips_finished_ones(tree):
 def test_unknown_twin_is_a_usage_error(tree):
     returncode, calls = run_recipe(tree, "dense")
     assert returncode == 2 and calls == []
+
+
+@pytest.mark.parametrize("twin, name", [("elastic", "tiny-f"), ("static", "tiny-f-static")])
+def test_fortunes_stages_are_kept_and_each_continues_the_last_kept(tree, twin, name):
+    returncode, calls = run_recipe(tree, twin, "2", recipe=FORTUNES)
+    assert returncode == 0
+    assert [sets_of(call)["output_dir"] for call in calls] == [f"runs/{name}-stage1", f"runs/{name}-stage2"]
+    first, second = (sets_of(call) for call in calls)
+    assert first["tokenizer.vocab_size"] == "4000" and "model.init_from" not in first
+    assert second["model.init_from"] == f"training/stages/{name}-stage1/final"
+    for call in calls:
+        config = load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()])
+        assert config["model"]["elastic_k_choices"] == ([4] if twin == "static" else [1, 2, 3, 4])
+        assert config["max_steps"] == 7000 and len(config["data"]["corpora"]) == 2
+    for stage in (1, 2):
+        kept = tree / f"training/stages/{name}-stage{stage}"
+        assert sorted(path.name for path in kept.iterdir()) == [
+            "eval_results.jsonl", "examples.jsonl", "final", "recipe.json"]
+        assert [path.name for path in (kept / "final").iterdir()] == ["model.safetensors"], "code copies dropped"
+
+    shutil.rmtree(tree / "runs")  # the next session's fresh checkout: only the kept stages are left
+    returncode, calls = run_recipe(tree, twin, "3", recipe=FORTUNES)
+    assert returncode == 0 and len(calls) == 1
+    assert sets_of(calls[0])["model.init_from"] == f"training/stages/{name}-stage2/final"
+
+
+def test_a_failed_fortunes_stage_is_not_kept(tree):
+    returncode, calls = run_recipe(tree, "elastic", "2", fail_at="tiny-f-stage2", recipe=FORTUNES)
+    assert returncode != 0 and len(calls) == 2
+    assert (tree / "training/stages/tiny-f-stage1/final").is_dir()
+    assert not list((tree / "training/stages").glob("tiny-f-stage2*"))
