@@ -126,3 +126,14 @@ def test_a_failed_fortunes_stage_is_not_kept(tree):
     assert returncode != 0 and len(calls) == 2
     assert (tree / "training/stages/tiny-f-stage1/final").is_dir()
     assert not list((tree / "training/stages").glob("tiny-f-stage2*"))
+
+
+def test_the_fortunes_dry_run_prints_every_stage_and_keeps_nothing(tree):
+    done = subprocess.run(["bash", str(tree / FORTUNES), "static", "2"], env=dict(os.environ, TOUCHASP="echo"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    assert [line.split("output_dir=")[1].split()[0] for line in printed] == [
+        "runs/tiny-f-static-stage1", "runs/tiny-f-static-stage2"]
+    assert "model.init_from=training/stages/tiny-f-static-stage1/final" in printed[1]
+    assert not (tree / "training/stages").exists() and not (tree / "runs").exists()

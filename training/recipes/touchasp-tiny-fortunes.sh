@@ -13,6 +13,7 @@
 #   --elastic training/stages/tiny-f-stageN/final --static training/stages/tiny-f-static-stageN/final
 #   --elastic-runs training/stages/tiny-f-stage{1..N} --static-runs training/stages/tiny-f-static-stage{1..N}
 #   --corpus corpora/mixed-f --more-corpora corpora/enzh-f --out models/touchasp-tiny
+# TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +42,9 @@ for ((n = 1; n <= last; n++)); do
     fi
     "$touchasp" train --config training/configs/tiny.yaml "${twin[@]}" "${common[@]}" "${start[@]}" \
         --set "seed=$((n - 1))" --set "output_dir=runs/$run" --resume
+    if [[ ! -d runs/$run/final ]]; then  # TOUCHASP=echo, the dry run: print each stage's call, keep nothing
+      prev=$kept/final && continue
+    fi
     rm -rf "$kept.tmp" && mkdir -p "$kept.tmp"
     for file in final recipe.json examples.jsonl eval_results.jsonl; do cp -r "runs/$run/$file" "$kept.tmp/"; done
     rm "$kept.tmp"/final/*.py  # the Hub code copies: init_from needs only the weights and the processor files
