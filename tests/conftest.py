@@ -215,9 +215,11 @@ def fake_debian_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _fake_package(cache, "fortunes", {
         f"{fortunes}/kids": "A fox ran\nhome. Then it slept!\n%\nBe kind to\nyour cat.\n\t\t-- Someone\n%\n",
         f"{fortunes}/kids.dat": b"\0\0\0\2", f"{fortunes}/kids.u8": "A fox ran home.\n",
+        "usr/share/doc/fortunes/copyright": "Legal information\n\nThis program falls under the BSD copyright:\n",
     })  # fmt: skip
     _fake_package(cache, "fortunes-zh", {
         f"{fortunes}/chinese": "\x1b[32m要有礼貌\x1b[m\n\n请保持\n礼貌。你好吗？\n%\n",
         f"{fortunes}/tang300": "床前明月光。\n%\n",
+        "usr/share/doc/fortunes-zh/copyright": "Format: x\n\nFiles:     *\nCopyright: someone\nLicense: GPL-3.0+\n",
     })  # fmt: skip
     return cache

@@ -59,9 +59,6 @@ PITCH = {"male": (25, 50), "female": (45, 75)}
 SPEED = (130, 200)  # espeak-ng words per minute
 SNR_DB = (0, 5, 10, 20)
 SYNTHETIC_LICENCE = "GPL-3.0+ (espeak-ng); sentences from tuxpaint-stamps-default and fillets-ng-data (GPL-2+)"
-FORTUNES_LICENCE = SYNTHETIC_LICENCE + "".join(
-    f", {package} ({licence})" for package, licence in sources.FORTUNE_LICENCES.items()
-)
 EVENT_CLIP_SECONDS = (1.0, 10.0)
 MAX_SENTENCE_CHARACTERS = 150
 RENDER_BATCH = 64
@@ -306,6 +303,13 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return mixed / peak * 0.95 if peak > 0.99 else mixed
 
 
+def fortunes_licence(cache_dir: Path) -> str:
+    """SYNTHETIC_LICENCE with each fortune package and the licence its own copyright file states."""
+    return SYNTHETIC_LICENCE + "".join(
+        f", {package} ({licence})" for package, licence in sources.fortune_licences(cache_dir).items()
+    )
+
+
 def plans(
     recipe: str, hours: float, seed: int, test_fraction: float, cache_dir: Path, languages: list[str] | None = None,
     fortunes: bool = False,
@@ -315,7 +319,7 @@ def plans(
     weights = MIXED_WEIGHTS if recipe == "mixed" else {recipe: 1.0}
     needs_sentences = {"synthetic", "events"} & set(weights)
     sentences = _only(synthetic_sentences(cache_dir, fortunes), languages, "espeak sentence") if needs_sentences else {}
-    licence = FORTUNES_LICENCE if fortunes else SYNTHETIC_LICENCE
+    licence = fortunes_licence(cache_dir) if fortunes else SYNTHETIC_LICENCE
     parts = []
     for part, weight in weights.items():
         if part == "synthetic":

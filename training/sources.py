@@ -83,7 +83,11 @@ def package_licence(root: Path, package: str) -> str:
             if match:
                 return match.group(1).strip()
     text = copyright_file.read_text(errors="replace")
-    match = re.search(r"^License:\s*(.+)$", text, re.MULTILINE) or re.search(r"common-licenses/([\w.+-]+?)'?\.?\s", text)
+    match = (
+        re.search(r"^License:\s*(.+)$", text, re.MULTILINE)
+        or re.search(r"common-licenses/([\w.+-]+?)'?\.?\s", text)
+        or re.search(r"falls under the (\w+) copyright", text)  # pre-DEP-5 prose, e.g. fortunes: "the BSD copyright"
+    )
     return match.group(1).strip() if match else "unknown"
 
 
@@ -178,9 +182,13 @@ def text_lines(cache_dir: Path = DEFAULT_CACHE) -> Iterator[tuple[str, str]]:
 # Debian's fortune cookies: thousands of everyday sentences where the stamps and dialogue give a few hundred per
 # language. fortunes-zh's `tang300` and `song100` are classical poems; its modern Mandarin is `chinese`.
 FORTUNE_FILES = {"fortunes": ("en", None), "fortunes-zh": ("zh_CN", ("chinese",))}
-FORTUNE_LICENCES = {"fortunes": "BSD", "fortunes-zh": "GPL-3.0+"}
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _SENTENCE_END = {"en": re.compile(r"(?<=[.!?])\s+"), "zh_CN": re.compile(r"(?<=[。！？])")}
+
+
+def fortune_licences(cache_dir: Path = DEFAULT_CACHE) -> dict[str, str]:
+    """Each package of FORTUNE_FILES with the licence its copyright file gives, for the corpus card."""
+    return {package: package_licence(fetch_package(package, cache_dir), package) for package in FORTUNE_FILES}
 
 
 def fortune_lines(cache_dir: Path = DEFAULT_CACHE) -> Iterator[tuple[str, str]]:
