@@ -259,6 +259,7 @@ def build_card(
         evaluation={
             "dataset": _dataset_name(results["data"]), "rows": results["rows"],
             "batch_size": results.get("batch_size", "?"), "threads": results.get("torch_threads", "?"),
+            "transcript_decoding": results.get("transcript_decoding", "attention"),
         } if results else None,  # fmt: skip
         language_columns=languages,
         language_rows=[

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+TRANSCRIPT_DECODINGS = ("attention", "ctc")
+
+
+def check_transcript_decoding(value: str) -> str:
+    """`value` when it names a head that can write the transcript, else a ValueError naming the choices."""
+    if value not in TRANSCRIPT_DECODINGS:
+        raise ValueError(f"transcript_decoding={value!r}; expected one of {', '.join(TRANSCRIPT_DECODINGS)}")
+    return value
+
 
 class TouchASPConfig(PretrainedConfig):
     r"""
@@ -43,6 +52,11 @@ class TouchASPConfig(PretrainedConfig):
         apply_spec_augment (`bool`) with num_time_masks, max_time_mask, num_freq_masks, max_freq_mask.
         initializer_range (`float`): std of the normal init of embeddings, router and experts; Linear and Conv
             layers start fan-in scaled (PyTorch's default), which learns faster here (training/README.md).
+
+    Inference:
+        transcript_decoding (`str`): which head writes the transcript in `generate`. "attention": the decoder, after
+            its task tokens. "ctc": the decoder writes the task tokens up to `<|transcribe|>`, the encoder's CTC head
+            the transcript (greedy; it cannot loop, as SenseVoice); far better while the decoder is undertrained.
 
     Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
     """
@@ -98,6 +112,7 @@ class TouchASPConfig(PretrainedConfig):
         eos_token_id: int = 3,
         decoder_start_token_id: int = 2,
         transcribe_token_id: int | None = 4,
+        transcript_decoding: str = "attention",
         tie_word_embeddings: bool = True,
         is_encoder_decoder: bool = True,
         **kwargs,
@@ -139,6 +154,7 @@ class TouchASPConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         self.transcribe_token_id = transcribe_token_id
+        self.transcript_decoding = check_transcript_decoding(transcript_decoding)
         self._validate_elastic()
         _drop_custom_pipeline_when_registered(kwargs)
         super().__init__(

@@ -17,7 +17,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_touchasp import TouchASPConfig
+from .configuration_touchasp import TouchASPConfig, check_transcript_decoding
+from .ctc_touchasp import check_ctc_generation, generate_ctc_transcript
 from .emoe import ElasticMoE, TouchASPExperts, TouchASPRouter
 from .generation_touchasp import (
     COMPRESSION_RATIO_THRESHOLD,
@@ -599,7 +600,8 @@ def _restrict_k(config: TouchASPConfig, pool: int) -> tuple[list[int], list[floa
 class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin):
     """The ASR/perception model: `labels` give label-smoothed CE + ctc_weight * CTC + balance loss;
     `generate(input_features, attention_mask=..., num_experts_per_tok=k)` decodes greedy or beam; a greedy
-    transcript that loops is decoded again by sampling (`generation_touchasp`)."""
+    transcript that loops is decoded again by sampling (`generation_touchasp`), or the CTC head writes the
+    transcript (`transcript_decoding="ctc"`, `ctc_touchasp`)."""
 
     _tied_weights_keys = {"proj_out.weight": "model.decoder.embed_tokens.weight"}
 
@@ -678,12 +680,23 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
         input_features: torch.Tensor | None = None,
         compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD,
         fallback_temperatures: Sequence[float] = FALLBACK_TEMPERATURES,
+        transcript_decoding: str | None = None,
         **kwargs,
     ):
         """`GenerationMixin.generate`, then Whisper's temperature fallback for each greedy row whose transcript
-        compresses better than `compression_ratio_threshold` (None: off); see `apply_temperature_fallback`."""
+        compresses better than `compression_ratio_threshold` (None: off); see `apply_temperature_fallback`.
+        `transcript_decoding` "ctc" (default: the config's) has the CTC head write the transcript instead, which
+        needs no fallback; see `generate_ctc_transcript`."""
         if input_features is None:
             input_features = kwargs.pop("inputs", None)
+        if check_transcript_decoding(transcript_decoding or self.config.transcript_decoding) == "ctc":
+            generation_config, _ = self._prepare_generation_config(kwargs.get("generation_config"), **{
+                key: value for key, value in kwargs.items() if key != "generation_config"
+            })
+            check_ctc_generation(generation_config)
+            return generate_ctc_transcript(
+                super().generate, self.get_encoder(), self.ctc_head, self.config, input_features, **kwargs
+            )
         output = super().generate(input_features, **kwargs)
         # As generate resolved it: a passed config's unset fields come from the model's generation_config.
         generation_config, model_kwargs = self._prepare_generation_config(

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 import modeling_touchasp  # noqa: F401  (registers the model and processor with the Auto classes)
+from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS, check_transcript_decoding
 from modeling_touchasp.pipeline_touchasp import default_max_new_tokens
 from processing.processing_touchasp import DEFAULT_EVENT_THRESHOLD
 from processing.text_normalization import is_space_delimited, normalize_for_cer, normalize_for_wer
@@ -167,8 +168,11 @@ def read_datasets(data_spec: str | Path) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> tuple[list[dict], float, float]:
-    """Greedy decoding of `rows` at `k` active routed experts, constrained like the pipeline (task grammar).
+def decode_rows(
+    model, processor, rows: list[dict], k: int, batch_size: int, transcript_decoding: str | None = None
+) -> tuple[list[dict], float, float]:
+    """Greedy decoding of `rows` at `k` active routed experts, constrained like the pipeline (task grammar), the
+    transcript by the head `transcript_decoding` names (None: the model config's).
 
     Returns (one `{"text", "perception"}` per row, decode seconds, audio seconds). Decode time covers feature
     extraction, generation and parsing, not reading the audio files. Events are parsed with threshold 0 so that
@@ -197,6 +201,7 @@ def decode_rows(model, processor, rows: list[dict], k: int, batch_size: int) -> 
                     logits_processor=grammar,
                     return_dict_in_generate=True,
                     output_scores=True,
+                    transcript_decoding=transcript_decoding,
                 )
             decoded += processor.decode_perception(output.sequences, output.scores, event_threshold=0.0)
             decode_seconds += time.perf_counter() - began
@@ -269,9 +274,11 @@ def evaluate_model(
     out_dir: str | Path = "evaluation",
     batch_size: int = 8,
     max_rows: int | None = None,
+    transcript_decoding: str | None = None,
 ) -> dict[str, Any]:
     """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
-    None; the corpora shuffle their test rows, so the first ones are a sample) and write to `out_dir`:
+    None; the corpora shuffle their test rows, so the first ones are a sample), the transcript written by the head
+    `transcript_decoding` names (default: the model config's), and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
     """
@@ -280,6 +287,7 @@ def evaluate_model(
     model = AutoModelForSpeechSeq2Seq.from_pretrained(model_path).eval()
     processor = AutoProcessor.from_pretrained(model_path)
     ks = list(ks or model.config.elastic_k_choices)
+    transcript_decoding = check_transcript_decoding(transcript_decoding or model.config.transcript_decoding)
     for k in ks:
         if not 1 <= k <= model.config.n_routed_experts:
             raise ValueError(
@@ -297,7 +305,7 @@ def evaluate_model(
     metrics = load_metrics()
     budgets = []
     for k in ks:
-        decoded, decode_seconds, audio_seconds = decode_rows(model, processor, rows, k, batch_size)
+        decoded, decode_seconds, audio_seconds = decode_rows(model, processor, rows, k, batch_size, transcript_decoding)
         _write_hypotheses(out_dir / f"hypotheses_k{k}.jsonl", rows, decoded)
         budgets.append(
             {
@@ -315,6 +323,7 @@ def evaluate_model(
         "rows": len(rows),
         "total_parameters": model.num_parameters(),
         "batch_size": batch_size,
+        "transcript_decoding": transcript_decoding,
         "torch_threads": torch.get_num_threads(),
         "budgets": budgets,
     }
@@ -457,11 +466,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder for results.json, budget_table.md and plots")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default 8)")
     parser.add_argument("--max-rows", type=int, default=None, help="score only the first N rows (default: all)")
+    parser.add_argument(
+        "--transcript-decoding", choices=TRANSCRIPT_DECODINGS, default=None,
+        help="head that writes the transcript: the decoder (attention) or the CTC head (default: the model's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`touchasp evaluate`: score, write the outputs, print the budget table."""
-    results = evaluate_model(args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows)
+    results = evaluate_model(
+        args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows, args.transcript_decoding
+    )
     print(budget_table(results), end="")
     print(f"results, budget table and plots in {args.out}")
     return 0

@@ -39,6 +39,7 @@ import numpy as np
 from datasets import Audio
 
 from hub_cards.export import export_model
+from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS
 from training.evaluation import evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
 from training.train import RECIPE_FILE
 
@@ -231,7 +232,8 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
     for part in PARTS:
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
-        parts[part] = {"data": str(subset / part), "rows": len(rows), "budgets": budgets}
+        parts[part] = {"data": str(subset / part), "rows": len(rows), "budgets": budgets,
+                       "transcript_decoding": overall["transcript_decoding"]}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
     return parts
@@ -239,12 +241,19 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
 
 def earlier_twin_results(path: Path, synthetic: dict[str, Any]) -> dict[str, Any]:
     """A static twin's `results.json` from an earlier release, checked to score the same held-out rows as the
-    elastic model's `synthetic` part (row count and reference characters per language) at each of its k."""
+    elastic model's `synthetic` part (row count, reference characters per language, transcript decoding) at each
+    of its k."""
     results = json.loads(path.read_text(encoding="utf-8"))
 
     def references(budget: dict[str, Any]) -> dict[str, int]:
         return {language: found["reference_characters"] for language, found in (budget["cer"] or {}).items()}
 
+    decodings = results.get("transcript_decoding", "attention"), synthetic.get("transcript_decoding", "attention")
+    if decodings[0] != decodings[1]:
+        raise ValueError(
+            f"--static {path} scored {decodings[0]} transcripts, this release {decodings[1]} ones: release with "
+            f"--transcript-decoding {decodings[0]} or pass the twin's weights"
+        )
     scored = [budget["k"] for budget in results["budgets"]]
     for budget in synthetic["budgets"]:
         if budget["k"] not in scored:
@@ -269,9 +278,11 @@ def release(
     elastic_runs: list[Path] = (),
     static_runs: list[Path] = (),
     more_corpora: list[Path] = (),
+    transcript_decoding: str | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
-    the card has no training procedure. `static` is the twin's model folder, or an earlier release's
+    the card has no training procedure. `transcript_decoding` (default: the elastic model's) scores both twins and
+    becomes the released config's. `static` is the twin's model folder, or an earlier release's
     `evaluation/static/results.json` whose scores are reused. `corpus` holds the held-out rows and, with
     `more_corpora`, every corpus the model trained on."""
     if bool(elastic_runs) != bool(static_runs):
@@ -291,12 +302,15 @@ def release(
     if reused_static:  # copied now: it may lie in `out`, which the release replaces
         shutil.copytree(static.parent, evaluation / "static")
     subset = held_out_subset(corpus, staging / "test", rows_per_part)
-    overall = evaluate_model(elastic, subset, ks, evaluation, batch_size)
+    overall = evaluate_model(elastic, subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding)
     parts = score_parts(subset, evaluation, overall)
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
     else:
-        static_results = evaluate_model(static, subset / "synthetic", ks, evaluation / "static", batch_size)
+        static_results = evaluate_model(
+            static, subset / "synthetic", ks, evaluation / "static", batch_size,
+            transcript_decoding=overall["transcript_decoding"],
+        )
     steps = (histories["elastic"]["steps"], histories["static"]["steps"]) if histories else None
     rows = targets(parts, overall, static_results, max(ks), steps)
     card_facts = {**training_data([corpus, *more_corpora]), "targets": rows}
@@ -306,6 +320,9 @@ def release(
         card_facts["procedure"] = {name: {key: value for key, value in history.items() if key != "loss_curve"}
                                    for name, history in histories.items()}  # fmt: skip
     shutil.copytree(elastic, staging / "model")
+    config_path = staging / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "transcript_decoding": overall["transcript_decoding"]}, indent=2) + "\n")
     (staging / "model" / "training_data.json").write_text(json.dumps(card_facts, indent=2) + "\n")
     # The whole folder is built beside the old one (whose static/ may be what this release evaluated), which is
     # swapped out only once the new one is complete: a failure before that leaves the old folder as it was.
@@ -340,9 +357,11 @@ def main() -> None:
     parser.add_argument("--static-runs", type=Path, nargs="+", default=[], help="the same for the static twin")
     parser.add_argument("--more-corpora", type=Path, nargs="+", default=[],
                         help="further corpus folders the training stages read besides --corpus (for the card)")  # fmt: skip
+    parser.add_argument("--transcript-decoding", choices=TRANSCRIPT_DECODINGS, default=None,
+                        help="head that writes the transcripts scored and shipped (default: the elastic model's)")
     args = parser.parse_args()
     rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size,
-                   args.elastic_runs, args.static_runs, args.more_corpora)  # fmt: skip
+                   args.elastic_runs, args.static_runs, args.more_corpora, args.transcript_decoding)  # fmt: skip
     print(targets_markdown(rows), end="")
 
 

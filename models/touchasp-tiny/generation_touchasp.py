@@ -155,10 +155,7 @@ def _splice(
         _sequences(replacements[row][1])[0] if row in replacements else sequences[row]
         for row in range(sequences.shape[0])
     ]
-    width = max(len(row) for row in rows)
-    spliced = sequences.new_full((len(rows), width), pad_token_id)
-    for index, row in enumerate(rows):
-        spliced[index, : len(row)] = row
+    spliced = padded_rows(rows, pad_token_id)
     if isinstance(output, torch.Tensor):
         return spliced
     output.sequences = spliced
@@ -166,12 +163,27 @@ def _splice(
         steps = getattr(output, field)
         if steps is None:
             continue
-        table = torch.zeros(width - prompt_length, *steps[0].shape, dtype=steps[0].dtype, device=steps[0].device)
-        kept = min(len(steps), len(table))  # a re-decoded row may have been the longest
-        table[:kept] = torch.stack(steps[:kept])
+        table = step_table(steps, spliced.shape[1] - prompt_length)  # a re-decoded row may have been the longest
         for row, (start, candidate) in replacements.items():
             row_steps = getattr(candidate, field)
             table[start - prompt_length :, row] = 0.0
             table[start - prompt_length : start - prompt_length + len(row_steps), row] = torch.cat(row_steps)
         setattr(output, field, tuple(table))
     return output
+
+
+def padded_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> torch.Tensor:
+    """Rows of ids of different lengths as one (rows, longest) tensor, padded on the right."""
+    padded = rows[0].new_full((len(rows), max(len(row) for row in rows)), pad_token_id)
+    for index, row in enumerate(rows):
+        padded[index, : len(row)] = row
+    return padded
+
+
+def step_table(steps: Sequence[torch.Tensor], length: int) -> torch.Tensor:
+    """Generate's per-step (rows, vocab) scores as one (length, rows, vocab) table: cut to `length` steps, or
+    zero-filled up to it, for a caller to overwrite the rows it changed."""
+    table = torch.zeros(length, *steps[0].shape, dtype=steps[0].dtype, device=steps[0].device)
+    kept = min(len(steps), length)
+    table[:kept] = torch.stack(steps[:kept])
+    return table

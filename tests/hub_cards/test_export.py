@@ -226,6 +226,15 @@ def test_card_does_not_call_a_shorter_static_twin_the_same_budget(exported: Path
     assert "same budget" not in text and "for 100 steps, fewer than this model's" in text
 
 
+def test_card_names_the_head_that_wrote_the_scored_transcripts(exported: Path, source: Path):
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(exported)
+    results = json.loads((source / "evaluation" / "results.json").read_text())
+    texts = [build_card(model, {**results, **extra}, TRAINING_DATA, "touchasp-tiny", "me/touchasp-tiny").text
+             for extra in ({}, {"transcript_decoding": "ctc"})]
+    assert "Whisper's temperature fallback" in texts[0] and "CTC head" not in texts[0]
+    assert "transcript by greedy CTC from the encoder's CTC head" in texts[1] and "fallback" not in texts[1]
+
+
 def test_pruned_card_says_so_and_leaves_out_the_unpruned_scores(pruned: Path):
     card = ModelCard.load(pruned / "README.md")
     assert "pruned" in card.data.tags and card.data.eval_results is None

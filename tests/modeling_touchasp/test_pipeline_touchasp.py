@@ -127,6 +127,20 @@ def test_num_experts_per_tok_reaches_generate_and_changes_the_scores(asr, speech
     assert one["perception"]["language"]["scores"] != four["perception"]["language"]["scores"]
 
 
+def test_ctc_transcripts_keep_the_decoders_perception(asr, speech):
+    attention = asr(speech, language="en")
+    ctc = asr(speech, language="en", transcript_decoding="ctc")
+    assert set(ctc) == {"text", "perception", "chunks"} and ctc["chunks"][0]["text"] == ctc["text"]
+    for slot in ("language", "emotion", "gender"):
+        assert ctc["perception"][slot] == attention["perception"][slot]
+    features = asr.processor.feature_extractor(speech, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        encoded = asr.model.get_encoder()(features["input_features"])
+        path = torch.unique_consecutive(asr.model.ctc_head(encoded.last_hidden_state)[0].argmax(-1)).tolist()
+    expected = asr.processor.tokenizer.decode([token for token in path if token != 0], skip_special_tokens=True)
+    assert ctc["text"] == expected.strip() and ctc["text"] != attention["text"]
+
+
 def test_language_forces_the_first_slot(asr, speech, monkeypatch):
     seen = spy_on_generate(asr, monkeypatch)
     output = asr([speech, speech], language="en", batch_size=2)[0]

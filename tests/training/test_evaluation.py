@@ -126,6 +126,25 @@ def test_max_rows_scores_the_first_rows_only(parquet_dir: Path, tiny_model_dir: 
         evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, max_rows=0)
 
 
+def test_transcript_decoding_is_chosen_per_run_and_recorded(parquet_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", str(tiny_model_dir), "--data", str(parquet_dir), "-k", "1", "--out",
+                              str(tmp_path / "ctc"), "--transcript-decoding", "ctc", "--max-rows", "2"])
+    assert run(args) == 0
+    ctc = json.loads((tmp_path / "ctc" / "results.json").read_text(encoding="utf-8"))
+    attention = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path / "attention", max_rows=2)
+    assert ctc["transcript_decoding"] == "ctc" and attention["transcript_decoding"] == "attention"
+    texts = [[json.loads(line)["hypothesis"] for line in (tmp_path / run / "hypotheses_k1.jsonl").open()]
+             for run in ("ctc", "attention")]
+    assert texts[0] != texts[1]
+    assert ctc["budgets"][0]["language"] == attention["budgets"][0]["language"]  # the decoder's task tokens either way
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--data", "d", "--out", "o", "--transcript-decoding", "beam"])
+
+
 def _perception(language: str, events: list[dict] | None = None) -> dict:
     return {"language": {"label": language, "score": 0.9, "scores": {}}, "emotion": None, "gender": None,
             "events": events}

@@ -74,6 +74,11 @@ def test_an_earlier_twin_evaluation_is_reused_only_on_the_same_rows(tmp_path):
         earlier_twin_results(path, _scored(300, {"all": 900, "en": 300}))
     with pytest.raises(ValueError, match="no scores at k=2"):
         earlier_twin_results(path, _scored(200, {"all": 900, "en": 300}, ks=(1, 2)))
+    ctc = {**_scored(200, {"all": 900, "en": 300}), "transcript_decoding": "ctc"}
+    with pytest.raises(ValueError, match="scored attention transcripts, this release ctc"):
+        earlier_twin_results(path, ctc)  # a results.json from before the field scored the decoder's
+    path.write_text(json.dumps(ctc))
+    assert earlier_twin_results(path, ctc)["transcript_decoding"] == "ctc"
 
 
 def _corpus(folder, recipe, sources, languages, events=("Speech",)):

@@ -1,0 +1,110 @@
+"""CTC transcripts: the decoder's task tokens up to `<|transcribe|>`, then the CTC head's greedy transcript."""
+
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration
+from modeling_touchasp.ctc_touchasp import ctc_greedy_frames
+from tests.conftest import tiny_config_kwargs
+
+MAX_NEW_TOKENS = 12
+
+
+class SteerRows(LogitsProcessor):
+    """Row 0 says `<|eot|>` at once (a clip with no transcript); row 1 reaches `<|transcribe|>` after two tokens."""
+
+    def __init__(self, eos_token_id: int, transcribe_token_id: int):
+        self.eos, self.transcribe = eos_token_id, transcribe_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.clone()
+        scores[0, self.eos] += 1000.0
+        if input_ids.shape[1] == 3:
+            scores[1, self.transcribe] += 1000.0
+        return scores
+
+
+def test_greedy_path_merges_repeats_and_drops_blanks_and_padding():
+    path = torch.tensor([[5, 5, 0, 5, 7, 7, 9, 9], [6, 0, 6, 6, 8, 0, 0, 0]])
+    log_probs = torch.nn.functional.one_hot(path, 10).float().log()
+    mask = torch.tensor([[1] * 6 + [0] * 2, [1] * 8])
+    frames = ctc_greedy_frames(log_probs, mask, blank_id=0)
+    assert [f.tolist() for f in frames] == [[0, 3, 4], [0, 2, 4]]
+
+
+def reference_ctc(model, features, mask, k) -> list[list[int]]:
+    """Greedy CTC written out plainly, per frame, to check the vectorised one against."""
+    encoded = model.get_encoder()(features, mask, num_experts_per_tok=k)
+    best = model.ctc_head(encoded.last_hidden_state).argmax(-1)
+    rows = []
+    for row, frame_mask in zip(best.tolist(), encoded.attention_mask.tolist()):
+        tokens, previous = [], None
+        for token, valid in zip(row, frame_mask):
+            if valid and token != previous and token != model.config.pad_token_id:
+                tokens.append(token)
+            previous = token if valid else previous
+        rows.append(tokens)
+    return rows
+
+
+@pytest.fixture
+def model_and_inputs(tiny_config):
+    torch.manual_seed(0)
+    model = TouchASPForConditionalGeneration(tiny_config).eval()
+    features = torch.randn(2, 120, 80)
+    mask = torch.ones(2, 120, dtype=torch.long)
+    mask[1, 90:] = 0
+    return model, features, mask
+
+
+def test_ctc_transcript_follows_the_decoders_task_tokens(model_and_inputs):
+    model, features, mask = model_and_inputs
+    config = model.config
+    steer = LogitsProcessorList([SteerRows(config.eos_token_id, config.transcribe_token_id)])
+    call = dict(
+        attention_mask=mask, num_experts_per_tok=2, max_new_tokens=MAX_NEW_TOKENS, logits_processor=steer,
+        return_dict_in_generate=True, output_scores=True,
+    )
+    with torch.no_grad():
+        attention = model.generate(features, transcript_decoding="attention", **call)
+        ctc = model.generate(features, transcript_decoding="ctc", **call)
+        expected = reference_ctc(model, features, mask, k=2)
+    # Row 0 stopped at <|eot|> with no transcript: left as the decoder wrote it.
+    assert ctc.sequences[0, :2].tolist() == attention.sequences[0, :2].tolist() == [2, config.eos_token_id]
+    assert set(ctc.sequences[0, 2:].tolist()) <= {config.pad_token_id}
+    # Row 1: the same task tokens, then the CTC transcript and <|eot|>.
+    row = ctc.sequences[1].tolist()
+    assert row[:4] == attention.sequences[1, :4].tolist() and row[3] == config.transcribe_token_id
+    assert row[4 : 5 + len(expected[1])] == expected[1] + [config.eos_token_id]
+    assert len(expected[1]) > 0  # a random head emits tokens on random features
+    # One score per generated position; the transcript's are the emitting frames' CTC log-probabilities.
+    assert len(ctc.scores) == ctc.sequences.shape[1] - 1
+    assert torch.equal(torch.stack(ctc.scores[:3])[:, 1], torch.stack(attention.scores[:3])[:, 1])
+    transcript_scores = torch.stack(ctc.scores[3 : 3 + len(expected[1])])[:, 1]
+    assert transcript_scores.argmax(-1).tolist() == expected[1]
+    assert torch.allclose(transcript_scores.exp().sum(-1), torch.ones(len(expected[1])))
+    plain = model.generate(features, transcript_decoding="ctc", **{**call, "return_dict_in_generate": False})
+    assert torch.equal(plain, ctc.sequences)
+
+
+def test_the_configs_choice_is_the_default_and_survives_saving(model_and_inputs, tmp_path):
+    model, features, mask = model_and_inputs
+    with torch.no_grad():
+        explicit = model.generate(features, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS,
+                                  transcript_decoding="ctc")
+        model.config.transcript_decoding = "ctc"
+        model.save_pretrained(tmp_path)
+        reloaded = TouchASPForConditionalGeneration.from_pretrained(tmp_path).eval()
+        assert reloaded.config.transcript_decoding == "ctc"
+        assert torch.equal(reloaded.generate(features, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS), explicit)
+
+
+def test_unknown_decoding_and_beam_search_with_ctc_are_refused(model_and_inputs):
+    model, features, mask = model_and_inputs
+    with pytest.raises(ValueError, match="transcript_decoding='beam'"):
+        TouchASPConfig(**tiny_config_kwargs(transcript_decoding="beam"))
+    with pytest.raises(ValueError, match="transcript_decoding='greedy'"):
+        model.generate(features, attention_mask=mask, transcript_decoding="greedy")
+    with pytest.raises(ValueError, match="num_beams"):
+        model.generate(features, attention_mask=mask, num_beams=2, transcript_decoding="ctc")
