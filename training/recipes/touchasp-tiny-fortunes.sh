@@ -12,7 +12,8 @@
 # Release (scores both twins on corpora/mixed-f's held-out parts): python -m training.release
 #   --elastic training/stages/tiny-f-stageN/final --static training/stages/tiny-f-static-stageN/final
 #   --elastic-runs training/stages/tiny-f-stage{1..N} --static-runs training/stages/tiny-f-static-stage{1..N}
-#   --corpus corpora/mixed-f --more-corpora corpora/enzh-f --out models/touchasp-tiny
+#   --corpus corpora/mixed-f --more-corpora corpora/enzh-f --out models/touchasp-tiny --transcript-decoding ctc
+# (stage 4 was released so, 2026-12-04). From stage 5 on the stages' own evaluations use CTC transcripts too.
 # TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
@@ -27,7 +28,7 @@ last=${2:-1}
 
 corpora='[{data_dir: corpora/mixed-f/train, weight: 1.0}, {data_dir: corpora/enzh-f/train, weight: 1.0}]'
 common=(--set "data.corpora=$corpora"
-  --set model.task_loss_weight=10 --set model.ctc_weight=0.5 --set max_steps=7000
+  --set model.task_loss_weight=10 --set model.ctc_weight=0.5 --set model.transcript_decoding=ctc --set max_steps=7000
   --set eval.data=corpora/mixed-f/test/synthetic --set eval.interval=3500 --set "eval.ks=[1,4]" --set eval.max_rows=100)
 
 prev=
