@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, PretrainedConfig
 from transformers.generation.utils import GenerateEncoderDecoderOutput
 
-from .generation_touchasp import padded_rows, step_table
+from .generation_touchasp import padded_rows, step_table, transcript_start
 
 
 def ctc_greedy_frames(log_probs: torch.Tensor, frame_mask: torch.Tensor | None, blank_id: int) -> list[torch.Tensor]:
@@ -58,11 +58,12 @@ def generate_ctc_transcript(
     sequences = output if isinstance(output, torch.Tensor) else output.sequences
     log_probs = ctc_head(encoder_outputs.last_hidden_state).float().log_softmax(-1)
     frames = ctc_greedy_frames(log_probs, encoder_outputs.attention_mask, config.pad_token_id)
-    steps = None if isinstance(output, torch.Tensor) else output.scores or output.logits
-    prompt_length = sequences.shape[1] - len(steps) if steps else 0
+    prompt = kwargs.get("decoder_input_ids")
+    prompt_length = prompt.shape[1] if prompt is not None else 1
     rows, cuts = [], []
     for row, ids in enumerate(sequences.tolist()):
-        cut = ids.index(transcribe) + 1 if transcribe in ids else None
+        # A prompt may hold `<|transcribe|>` and the transcript's first words: CTC's transcript follows them.
+        cut = transcript_start(ids, transcribe, prompt_length) if transcribe in ids else None
         tokens = log_probs[row, frames[row]].argmax(-1) if cut is not None else None
         rows.append(sequences[row] if cut is None else torch.cat([sequences[row, :cut], tokens, tokens.new([eos])]))
         cuts.append(cut)

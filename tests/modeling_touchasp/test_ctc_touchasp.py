@@ -108,3 +108,17 @@ def test_unknown_decoding_and_beam_search_with_ctc_are_refused(model_and_inputs)
         model.generate(features, attention_mask=mask, transcript_decoding="greedy")
     with pytest.raises(ValueError, match="num_beams"):
         model.generate(features, attention_mask=mask, num_beams=2, transcript_decoding="ctc")
+
+
+def test_a_prompt_that_holds_transcribe_and_words_keeps_them_before_the_ctc_transcript(model_and_inputs):
+    model, features, mask = model_and_inputs
+    config = model.config
+    prompt = torch.tensor([[config.decoder_start_token_id, 40, config.transcribe_token_id, 77]] * 2)
+    with torch.no_grad():
+        output = model.generate(features, attention_mask=mask, decoder_input_ids=prompt, transcript_decoding="ctc",
+                                max_new_tokens=MAX_NEW_TOKENS, return_dict_in_generate=True, output_scores=True)
+        expected = reference_ctc(model, features, mask, k=None)
+    for row in range(2):
+        ids = output.sequences[row].tolist()
+        assert ids[: 5 + len(expected[row])] == prompt[row].tolist() + expected[row] + [config.eos_token_id]
+    assert len(output.scores) == output.sequences.shape[1] - prompt.shape[1]
