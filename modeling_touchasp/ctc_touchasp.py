@@ -15,15 +15,17 @@ from transformers.generation.utils import GenerateEncoderDecoderOutput
 from .generation_touchasp import padded_rows, step_table, transcript_start
 
 
-def ctc_greedy_frames(log_probs: torch.Tensor, frame_mask: torch.Tensor | None, blank_id: int) -> list[torch.Tensor]:
-    """Per row of `log_probs` (batch, frames, vocab), the frames where the greedy CTC path emits a token: its argmax
-    with repeats merged and blanks and padded frames dropped."""
+def ctc_greedy_frames(
+    log_probs: torch.Tensor, frame_mask: torch.Tensor | None, blank_id: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The greedy CTC path of `log_probs` (batch, frames, vocab), i.e. its argmax (batch, frames), and per row the
+    frames where that path emits a token: repeats merged, blanks and padded frames dropped."""
     best = log_probs.argmax(-1)
     previous = F.pad(best[:, :-1], (1, 0), value=-1)
     emits = (best != blank_id) & (best != previous)
     if frame_mask is not None:
         emits &= frame_mask.bool()
-    return [row.nonzero().squeeze(-1) for row in emits]
+    return best, [row.nonzero().squeeze(-1) for row in emits]
 
 
 def check_ctc_generation(generation_config: GenerationConfig) -> None:
@@ -57,14 +59,14 @@ def generate_ctc_transcript(
     output = generate(input_features, encoder_outputs=encoder_outputs, eos_token_id=[eos, transcribe], **kwargs)
     sequences = output if isinstance(output, torch.Tensor) else output.sequences
     log_probs = ctc_head(encoder_outputs.last_hidden_state).float().log_softmax(-1)
-    frames = ctc_greedy_frames(log_probs, encoder_outputs.attention_mask, config.pad_token_id)
+    best, frames = ctc_greedy_frames(log_probs, encoder_outputs.attention_mask, config.pad_token_id)
     prompt = kwargs.get("decoder_input_ids")
     prompt_length = prompt.shape[1] if prompt is not None else 1
     rows, cuts = [], []
     for row, ids in enumerate(sequences.tolist()):
         # A prompt may hold `<|transcribe|>` and the transcript's first words: CTC's transcript follows them.
         cut = transcript_start(ids, transcribe, prompt_length) if transcribe in ids else None
-        tokens = log_probs[row, frames[row]].argmax(-1) if cut is not None else None
+        tokens = best[row, frames[row]]
         rows.append(sequences[row] if cut is None else torch.cat([sequences[row, :cut], tokens, tokens.new([eos])]))
         cuts.append(cut)
     spliced = padded_rows(rows, config.pad_token_id)

@@ -322,7 +322,8 @@ def release(
     shutil.copytree(elastic, staging / "model")
     config_path = staging / "model" / "config.json"
     config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, "transcript_decoding": overall["transcript_decoding"]}, indent=2) + "\n")
+    config["transcript_decoding"] = overall["transcript_decoding"]
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
     (staging / "model" / "training_data.json").write_text(json.dumps(card_facts, indent=2) + "\n")
     # The whole folder is built beside the old one (whose static/ may be what this release evaluated), which is
     # swapped out only once the new one is complete: a failure before that leaves the old folder as it was.

@@ -29,7 +29,8 @@ def test_greedy_path_merges_repeats_and_drops_blanks_and_padding():
     path = torch.tensor([[5, 5, 0, 5, 7, 7, 9, 9], [6, 0, 6, 6, 8, 0, 0, 0]])
     log_probs = torch.nn.functional.one_hot(path, 10).float().log()
     mask = torch.tensor([[1] * 6 + [0] * 2, [1] * 8])
-    frames = ctc_greedy_frames(log_probs, mask, blank_id=0)
+    best, frames = ctc_greedy_frames(log_probs, mask, blank_id=0)
+    assert torch.equal(best, path)
     assert [f.tolist() for f in frames] == [[0, 3, 4], [0, 2, 4]]
 
 
