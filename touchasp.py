@@ -71,6 +71,8 @@ def perceive(args: argparse.Namespace) -> int:
     call = {"num_experts_per_tok": args.num_experts_per_tok, "chunk_length_s": args.chunk_length_s}
     if args.language:
         call["language"] = args.language
+    if args.num_beams:
+        call["generate_kwargs"] = {"num_beams": args.num_beams}
     failed = 0
     for audio in args.audio:
         try:
@@ -94,6 +96,7 @@ SUBCOMMANDS = {
     "train": ("training.train", "train a model from a YAML recipe (also: accelerate launch -m training.train)"),
     "corpus": ("training.corpus", "build a multilingual multi-task corpus from Debian audio and espeak-ng"),
     "pipeline": ("training.pipeline", "turn long recordings into validated training shards (VAD + two systems)"),
+    "ngram": ("training.ngram", "count a token n-gram language model for a model's CTC beam search"),
     "evaluate": ("training.evaluation", "score a model at several numbers of active experts (the budget table)"),
     "export": ("hub_cards.export", "write a complete Hub model folder with its model card"),
     "push": ("hub_cards.push", "upload a model or Space folder to the Hugging Face Hub"),
@@ -107,6 +110,11 @@ def add_perceive_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"model folder (default: {DEFAULT_MODEL})")
     parser.add_argument("-k", "--num-experts-per-tok", type=int, default=None, help="active routed experts (budget)")
     parser.add_argument("--language", help="force the language slot, e.g. en")
+    parser.add_argument(
+        "--num-beams", type=int, default=None,
+        help="beam width (default: the model's, greedy); with CTC transcripts the prefix beam search's, with the "
+        "model's n-gram LM when its folder has ngram_lm.safetensors",
+    )
     parser.add_argument("--chunk-length-s", type=float, default=30.0, help="split long audio into chunks of this length")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.set_defaults(handler=perceive)

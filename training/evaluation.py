@@ -169,10 +169,12 @@ def read_datasets(data_spec: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def decode_rows(
-    model, processor, rows: list[dict], k: int, batch_size: int, transcript_decoding: str | None = None
+    model, processor, rows: list[dict], k: int, batch_size: int, transcript_decoding: str | None = None,
+    num_beams: int = 1,
 ) -> tuple[list[dict], float, float]:
-    """Greedy decoding of `rows` at `k` active routed experts, constrained like the pipeline (task grammar), the
-    transcript by the head `transcript_decoding` names (None: the model config's).
+    """Decoding of `rows` at `k` active routed experts, constrained like the pipeline (task grammar), the
+    transcript by the head `transcript_decoding` names (None: the model config's), greedy or with `num_beams`
+    (for CTC: the prefix beam search's width, with the model's n-gram LM when it has one).
 
     Returns (one `{"text", "perception"}` per row, decode seconds, audio seconds). Decode time covers feature
     extraction, generation and parsing, not reading the audio files. Events are parsed with threshold 0 so that
@@ -195,7 +197,7 @@ def decode_rows(
                     input_features=features["input_features"].to(model.device),
                     attention_mask=features["attention_mask"].to(model.device),
                     num_experts_per_tok=k,
-                    num_beams=1,
+                    num_beams=num_beams,
                     do_sample=False,
                     max_new_tokens=max_new_tokens,
                     logits_processor=grammar,
@@ -275,10 +277,11 @@ def evaluate_model(
     batch_size: int = 8,
     max_rows: int | None = None,
     transcript_decoding: str | None = None,
+    num_beams: int = 1,
 ) -> dict[str, Any]:
     """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
     None; the corpora shuffle their test rows, so the first ones are a sample), the transcript written by the head
-    `transcript_decoding` names (default: the model config's), and write to `out_dir`:
+    `transcript_decoding` names (default: the model config's) with `num_beams`, and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
     """
@@ -293,6 +296,8 @@ def evaluate_model(
             raise ValueError(
                 f"k={k} is not a number of active experts of {model_path}; it has 1..{model.config.n_routed_experts}"
             )
+    if num_beams < 1:
+        raise ValueError(f"num_beams={num_beams}; expected at least 1")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected at least 1")
     if max_rows is not None and max_rows < 1:
@@ -305,7 +310,9 @@ def evaluate_model(
     metrics = load_metrics()
     budgets = []
     for k in ks:
-        decoded, decode_seconds, audio_seconds = decode_rows(model, processor, rows, k, batch_size, transcript_decoding)
+        decoded, decode_seconds, audio_seconds = decode_rows(
+            model, processor, rows, k, batch_size, transcript_decoding, num_beams
+        )
         _write_hypotheses(out_dir / f"hypotheses_k{k}.jsonl", rows, decoded)
         budgets.append(
             {
@@ -324,6 +331,8 @@ def evaluate_model(
         "total_parameters": model.num_parameters(),
         "batch_size": batch_size,
         "transcript_decoding": transcript_decoding,
+        "num_beams": num_beams,
+        "ngram_lm": model.ngram_lm is not None,
         "torch_threads": torch.get_num_threads(),
         "budgets": budgets,
     }
@@ -470,12 +479,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transcript-decoding", choices=TRANSCRIPT_DECODINGS, default=None,
         help="head that writes the transcript: the decoder (attention) or the CTC head (default: the model's)",
     )
+    parser.add_argument(
+        "--num-beams", type=int, default=1,
+        help="beam width (default 1: greedy); with CTC transcripts the prefix beam search's, with the model "
+        "folder's ngram_lm.safetensors when it has one",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`touchasp evaluate`: score, write the outputs, print the budget table."""
     results = evaluate_model(
-        args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows, args.transcript_decoding
+        args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows, args.transcript_decoding,
+        args.num_beams,
     )
     print(budget_table(results), end="")
     print(f"results, budget table and plots in {args.out}")

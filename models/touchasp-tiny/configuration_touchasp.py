@@ -57,6 +57,10 @@ class TouchASPConfig(PretrainedConfig):
         transcript_decoding (`str`): which head writes the transcript in `generate`. "attention": the decoder, after
             its task tokens. "ctc": the decoder writes the task tokens up to `<|transcribe|>`, the encoder's CTC head
             the transcript (greedy; it cannot loop, as SenseVoice); far better while the decoder is undertrained.
+            With `num_beams` > 1 the CTC transcript comes from prefix beam search of that width instead.
+        ctc_lm_weight (`float`), ctc_length_bonus (`float`): in that beam search, each token adds ctc_lm_weight *
+            its log-probability under the model's token n-gram (`ngram_lm.safetensors`, when the folder has one)
+            + ctc_length_bonus, which offsets the n-gram's pull towards short transcripts.
 
     Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
     """
@@ -113,6 +117,8 @@ class TouchASPConfig(PretrainedConfig):
         decoder_start_token_id: int = 2,
         transcribe_token_id: int | None = 4,
         transcript_decoding: str = "attention",
+        ctc_lm_weight: float = 0.5,
+        ctc_length_bonus: float = 2.5,
         tie_word_embeddings: bool = True,
         is_encoder_decoder: bool = True,
         **kwargs,
@@ -155,6 +161,8 @@ class TouchASPConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.transcribe_token_id = transcribe_token_id
         self.transcript_decoding = check_transcript_decoding(transcript_decoding)
+        self.ctc_lm_weight = ctc_lm_weight
+        self.ctc_length_bonus = ctc_length_bonus
         self._validate_elastic()
         _drop_custom_pipeline_when_registered(kwargs)
         super().__init__(

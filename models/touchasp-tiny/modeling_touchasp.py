@@ -4,6 +4,7 @@ FFN an elastic MoE. Shaped like Transformers' Whisper: one module per role."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import cached_file
 
 from .configuration_touchasp import TouchASPConfig, check_transcript_decoding
 from .ctc_touchasp import check_ctc_generation, generate_ctc_transcript
@@ -26,6 +28,7 @@ from .generation_touchasp import (
     apply_temperature_fallback,
     uses_fallback,
 )
+from .ngram_touchasp import NGRAM_LM_FILE, TokenNgramLM
 
 
 @dataclass
@@ -610,7 +613,25 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
         self.model = TouchASPModel(config)
         self.proj_out = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.ctc_head = nn.Linear(config.d_model, config.vocab_size)
+        self.ngram_lm: TokenNgramLM | None = None  # the CTC beam search's language model, saved beside the weights
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, plus the folder's `ngram_lm.safetensors` when it has one."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        hub_options = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+        path = cached_file(
+            pretrained_model_name_or_path, NGRAM_LM_FILE, _raise_exceptions_for_missing_entries=False,
+            **{key: kwargs[key] for key in hub_options if key in kwargs},
+        )
+        model.ngram_lm = TokenNgramLM.from_file(path) if path else None
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.ngram_lm is not None and kwargs.get("is_main_process", True):
+            self.ngram_lm.save_pretrained(save_directory)
 
     def get_encoder(self, modality: str | None = None) -> TouchASPEncoder:
         return self.model.encoder
@@ -694,8 +715,10 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
                 key: value for key, value in kwargs.items() if key != "generation_config"
             })
             check_ctc_generation(generation_config)
+            kwargs["num_beams"] = 1  # the task tokens stay greedy; num_beams widens the CTC transcript's search
             return generate_ctc_transcript(
-                super().generate, self.get_encoder(), self.ctc_head, self.config, input_features, **kwargs
+                super().generate, self.get_encoder(), self.ctc_head, self.config, input_features,
+                beam_size=generation_config.num_beams or 1, lm=self.ngram_lm, **kwargs,
             )
         output = super().generate(input_features, **kwargs)
         # As generate resolved it: a passed config's unset fields come from the model's generation_config.

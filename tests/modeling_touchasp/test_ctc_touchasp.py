@@ -1,11 +1,13 @@
 """CTC transcripts: the decoder's task tokens up to `<|transcribe|>`, then the CTC head's greedy transcript."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration
-from modeling_touchasp.ctc_touchasp import ctc_greedy_frames
+from modeling_touchasp.ctc_touchasp import ctc_greedy_frames, ctc_prefix_beam_search
+from modeling_touchasp.ngram_touchasp import TokenNgramLM
 from tests.conftest import tiny_config_kwargs
 
 MAX_NEW_TOKENS = 12
@@ -107,8 +109,63 @@ def test_unknown_decoding_and_beam_search_with_ctc_are_refused(model_and_inputs)
         TouchASPConfig(**tiny_config_kwargs(transcript_decoding="beam"))
     with pytest.raises(ValueError, match="transcript_decoding='greedy'"):
         model.generate(features, attention_mask=mask, transcript_decoding="greedy")
-    with pytest.raises(ValueError, match="num_beams"):
-        model.generate(features, attention_mask=mask, num_beams=2, transcript_decoding="ctc")
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        model.generate(features, attention_mask=mask, num_beams=2, num_return_sequences=2, transcript_decoding="ctc")
+
+
+def test_prefix_beam_search_adds_up_the_paths_that_greedy_ctc_splits():
+    # Two frames of P(blank) 0.6, P(a) 0.4: greedy reads blank, blank (""), but "a" has 0.4*0.4 + 2*0.4*0.6 = 0.64.
+    log_probs = np.log(np.array([[0.6, 0.4], [0.6, 0.4]]))
+    best, frames = ctc_greedy_frames(torch.from_numpy(log_probs)[None], None, blank_id=0)
+    assert frames[0].tolist() == []
+    assert ctc_prefix_beam_search(log_probs, blank_id=0, beam_size=4) == ([1], [0])
+    # "a a" needs a blank between the two: one frame of a, blank, a.
+    spelled = np.log(np.array([[0.05, 0.9, 0.05], [0.9, 0.05, 0.05], [0.05, 0.9, 0.05]]))
+    assert ctc_prefix_beam_search(spelled, blank_id=0, beam_size=4) == ([1, 1], [0, 2])
+
+
+def test_the_language_model_decides_what_the_audio_cannot():
+    # Token 3 for sure, then 1 or 2 almost equally (1 a little likelier): the LM has only seen 3 followed by 2.
+    probs = np.full((3, 6), 1e-4)
+    probs[0, 3], probs[1, 0], probs[2, 1], probs[2, 2] = 1.0, 1.0, 0.5, 0.45
+    log_probs = np.log(probs / probs.sum(-1, keepdims=True))
+    lm = TokenNgramLM.from_sequences([[3, 2], [3, 2, 5]], vocab_size=6, min_trigram_count=1)
+    assert ctc_prefix_beam_search(log_probs, 0, 4)[0] == [3, 1]
+    assert ctc_prefix_beam_search(log_probs, 0, 4, lm, lm_weight=0.0)[0] == [3, 1]
+    assert ctc_prefix_beam_search(log_probs, 0, 4, lm, lm_weight=0.5)[0] == [3, 2]
+
+
+def test_num_beams_runs_the_ctc_beam_search_with_the_saved_language_model(model_and_inputs, tmp_path):
+    model, features, mask = model_and_inputs
+    config = model.config
+    steer = LogitsProcessorList([SteerRows(config.eos_token_id, config.transcribe_token_id)])
+    call = dict(attention_mask=mask, num_experts_per_tok=2, max_new_tokens=MAX_NEW_TOKENS, logits_processor=steer,
+                transcript_decoding="ctc", return_dict_in_generate=True, output_scores=True)
+    with torch.no_grad():
+        encoded = model.get_encoder()(features, mask, num_experts_per_tok=2)
+        log_probs = model.ctc_head(encoded.last_hidden_state).float().log_softmax(-1)
+        log_probs = log_probs[1, encoded.attention_mask[1].bool()]
+        # The LM has seen only the greedy transcript's tokens in reverse: beam search follows it only with the LM.
+        greedy = reference_ctc(model, features, mask, k=2)[1]
+        lm = TokenNgramLM.from_sequences([greedy[::-1]] * 3, config.vocab_size, min_trigram_count=1)
+        model.ngram_lm = lm
+        model.save_pretrained(tmp_path)
+        reloaded = TouchASPForConditionalGeneration.from_pretrained(tmp_path).eval()
+        searched = reloaded.generate(features, num_beams=4, **call)
+        model.ngram_lm = None
+        plain = model.generate(features, num_beams=4, **call)
+    assert (reloaded.ngram_lm.num_bigrams, reloaded.ngram_lm.num_trigrams) == (lm.num_bigrams, lm.num_trigrams)
+    for output, lm in ((searched, reloaded.ngram_lm), (plain, None)):
+        tokens, frames = ctc_prefix_beam_search(
+            log_probs.numpy(), config.pad_token_id, 4, lm, config.ctc_lm_weight, config.ctc_length_bonus
+        )
+        row = output.sequences[1].tolist()
+        assert row[:4] == [2, *row[1:3], config.transcribe_token_id]
+        assert row[4 : 5 + len(tokens)] == tokens + [config.eos_token_id]
+        scores = torch.stack(output.scores[3 : 3 + len(tokens)])[:, 1]
+        assert torch.allclose(scores, log_probs[frames])
+        assert output.sequences[0, :2].tolist() == [2, config.eos_token_id]  # no transcript: no search
+    assert searched.sequences[1].tolist() != plain.sequences[1].tolist()
 
 
 def test_a_prompt_that_holds_transcribe_and_words_keeps_them_before_the_ctc_transcript(model_and_inputs):

@@ -143,6 +143,12 @@ def test_transcript_decoding_is_chosen_per_run_and_recorded(parquet_dir: Path, t
     assert ctc["budgets"][0]["language"] == attention["budgets"][0]["language"]  # the decoder's task tokens either way
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "m", "--data", "d", "--out", "o", "--transcript-decoding", "beam"])
+    assert (ctc["num_beams"], ctc["ngram_lm"]) == (1, False)
+    beams = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path / "beams", max_rows=2,
+                           transcript_decoding="ctc", num_beams=3)
+    assert (beams["num_beams"], beams["ngram_lm"]) == (3, False)
+    with pytest.raises(ValueError, match="num_beams=0"):
+        evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, num_beams=0)
 
 
 def _perception(language: str, events: list[dict] | None = None) -> dict:
