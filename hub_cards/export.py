@@ -260,6 +260,7 @@ def build_card(
             "dataset": _dataset_name(results["data"]), "rows": results["rows"],
             "batch_size": results.get("batch_size", "?"), "threads": results.get("torch_threads", "?"),
             "transcript_decoding": results.get("transcript_decoding", "attention"),
+            "num_beams": results.get("num_beams") or 1, "ngram_lm": results.get("ngram_lm") is not None,
         } if results else None,  # fmt: skip
         language_columns=languages,
         language_rows=[

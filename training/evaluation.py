@@ -34,6 +34,7 @@ from transformers import LogitsProcessorList
 
 import modeling_touchasp  # noqa: F401  (registers the model and processor with the Auto classes)
 from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS, check_transcript_decoding
+from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE, TokenNgramLM
 from modeling_touchasp.pipeline_touchasp import default_max_new_tokens
 from processing.processing_touchasp import DEFAULT_EVENT_THRESHOLD
 from processing.text_normalization import is_space_delimited, normalize_for_cer, normalize_for_wer
@@ -278,10 +279,12 @@ def evaluate_model(
     max_rows: int | None = None,
     transcript_decoding: str | None = None,
     num_beams: int = 1,
+    ngram_lm: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
     None; the corpora shuffle their test rows, so the first ones are a sample), the transcript written by the head
-    `transcript_decoding` names (default: the model config's) with `num_beams`, and write to `out_dir`:
+    `transcript_decoding` names (default: the model config's) with `num_beams` (CTC: with the n-gram file `ngram_lm`
+    in place of the model folder's), and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
     """
@@ -289,6 +292,10 @@ def evaluate_model(
 
     model = AutoModelForSpeechSeq2Seq.from_pretrained(model_path).eval()
     processor = AutoProcessor.from_pretrained(model_path)
+    if ngram_lm is not None:
+        model.ngram_lm = TokenNgramLM.from_file(ngram_lm)
+    elif model.ngram_lm is not None:
+        ngram_lm = Path(model_path) / NGRAM_LM_FILE
     ks = list(ks or model.config.elastic_k_choices)
     transcript_decoding = check_transcript_decoding(transcript_decoding or model.config.transcript_decoding)
     for k in ks:
@@ -332,7 +339,7 @@ def evaluate_model(
         "batch_size": batch_size,
         "transcript_decoding": transcript_decoding,
         "num_beams": num_beams,
-        "ngram_lm": model.ngram_lm is not None,
+        "ngram_lm": str(ngram_lm) if ngram_lm is not None else None,
         "torch_threads": torch.get_num_threads(),
         "budgets": budgets,
     }
@@ -484,13 +491,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="beam width (default 1: greedy); with CTC transcripts the prefix beam search's, with the model "
         "folder's ngram_lm.safetensors when it has one",
     )
+    parser.add_argument(
+        "--ngram-lm", type=Path, default=None, help="an ngram_lm.safetensors to use instead of the model folder's"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`touchasp evaluate`: score, write the outputs, print the budget table."""
     results = evaluate_model(
         args.model, args.data, args.ks, args.out, args.batch_size, args.max_rows, args.transcript_decoding,
-        args.num_beams,
+        args.num_beams, args.ngram_lm,
     )
     print(budget_table(results), end="")
     print(f"results, budget table and plots in {args.out}")

@@ -3,7 +3,8 @@ corpus, check the targets of the training issue, and export the model folder the
 
     python -m training.release --elastic runs/touchasp-tiny/final --static runs/touchasp-tiny-static/final \
         --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300] \
-        [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]] [--more-corpora CORPUS [CORPUS ...]]
+        [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]] [--more-corpora CORPUS [CORPUS ...]] \
+        [--transcript-decoding ctc [--num-beams 10 --ngram-lm FILE]]
 
 The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
 `--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
@@ -40,10 +41,13 @@ from datasets import Audio
 
 from hub_cards.export import export_model
 from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS
+from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE
 from training.evaluation import evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
 from training.train import RECIPE_FILE
 
 PARTS = ("synthetic", "real", "events")
+# How the transcripts were decoded: each part's results.json carries the whole split's, for the card and for reuse.
+DECODING_FIELDS = ("transcript_decoding", "num_beams", "ngram_lm")
 CER_TARGET, LID_TARGET, GENDER_TARGET, EVENT_F1_TARGET = 0.15, 0.95, 0.95, 0.8
 K1_RATIO_TARGET, STATIC_GAP_TARGET = 1.3, 0.10
 CURVE_BIN_STEPS = 100  # the loss curves are means over this many steps
@@ -233,7 +237,7 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
         parts[part] = {"data": str(subset / part), "rows": len(rows), "budgets": budgets,
-                       "transcript_decoding": overall["transcript_decoding"]}  # fmt: skip
+                       **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
     return parts
@@ -253,6 +257,12 @@ def earlier_twin_results(path: Path, synthetic: dict[str, Any]) -> dict[str, Any
         raise ValueError(
             f"--static {path} scored {decodings[0]} transcripts, this release {decodings[1]} ones: release with "
             f"--transcript-decoding {decodings[0]} or pass the twin's weights"
+        )
+    beams = [(found.get("num_beams") or 1, found.get("ngram_lm") is not None) for found in (results, synthetic)]
+    if beams[0] != beams[1]:
+        raise ValueError(
+            f"--static {path} scored with num_beams {beams[0][0]} and {'an' if beams[0][1] else 'no'} n-gram, this "
+            f"release with num_beams {beams[1][0]} and {'an' if beams[1][1] else 'no'} n-gram: pass the twin's weights"
         )
     scored = [budget["k"] for budget in results["budgets"]]
     for budget in synthetic["budgets"]:
@@ -279,11 +289,14 @@ def release(
     static_runs: list[Path] = (),
     more_corpora: list[Path] = (),
     transcript_decoding: str | None = None,
+    num_beams: int = 1,
+    ngram_lm: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
     the card has no training procedure. `transcript_decoding` (default: the elastic model's) scores both twins and
-    becomes the released config's. `static` is the twin's model folder, or an earlier release's
-    `evaluation/static/results.json` whose scores are reused. `corpus` holds the held-out rows and, with
+    becomes the released config's; `num_beams` and the n-gram file `ngram_lm` (shipped in the folder) score both
+    twins' CTC transcripts by beam search, the folder's default staying greedy. `static` is the twin's model
+    folder, or an earlier release's `evaluation/static/results.json` whose scores are reused. `corpus` holds the held-out rows and, with
     `more_corpora`, every corpus the model trained on."""
     if bool(elastic_runs) != bool(static_runs):
         raise ValueError("pass the training runs of both twins (--elastic-runs and --static-runs) or of neither")
@@ -302,14 +315,17 @@ def release(
     if reused_static:  # copied now: it may lie in `out`, which the release replaces
         shutil.copytree(static.parent, evaluation / "static")
     subset = held_out_subset(corpus, staging / "test", rows_per_part)
-    overall = evaluate_model(elastic, subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding)
+    decoding = dict(num_beams=num_beams, ngram_lm=ngram_lm)
+    overall = evaluate_model(
+        elastic, subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding, **decoding
+    )
     parts = score_parts(subset, evaluation, overall)
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
     else:
         static_results = evaluate_model(
             static, subset / "synthetic", ks, evaluation / "static", batch_size,
-            transcript_decoding=overall["transcript_decoding"],
+            transcript_decoding=overall["transcript_decoding"], **decoding,
         )
     steps = (histories["elastic"]["steps"], histories["static"]["steps"]) if histories else None
     rows = targets(parts, overall, static_results, max(ks), steps)
@@ -320,6 +336,8 @@ def release(
         card_facts["procedure"] = {name: {key: value for key, value in history.items() if key != "loss_curve"}
                                    for name, history in histories.items()}  # fmt: skip
     shutil.copytree(elastic, staging / "model")
+    if ngram_lm is not None:
+        shutil.copy(ngram_lm, staging / "model" / NGRAM_LM_FILE)
     config_path = staging / "model" / "config.json"
     config = json.loads(config_path.read_text())
     config["transcript_decoding"] = overall["transcript_decoding"]
@@ -333,7 +351,7 @@ def release(
         evaluation, release / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*")
     )
     if not reused_static:  # weights and processor, not a second copy of the code (the package loads it)
-        shutil.copytree(static, release / "static", ignore=shutil.ignore_patterns("*.py"))
+        shutil.copytree(static, release / "static", ignore=shutil.ignore_patterns("*.py", NGRAM_LM_FILE))
     (release / "targets.json").write_text(json.dumps(rows, indent=2) + "\n")
     (release / "targets.md").write_text(targets_markdown(rows))
     if out.exists():
@@ -360,9 +378,14 @@ def main() -> None:
                         help="further corpus folders the training stages read besides --corpus (for the card)")  # fmt: skip
     parser.add_argument("--transcript-decoding", choices=TRANSCRIPT_DECODINGS, default=None,
                         help="head that writes the transcripts scored and shipped (default: the elastic model's)")
+    parser.add_argument("--num-beams", type=int, default=1,
+                        help="score both twins with CTC prefix beam search of this width (default 1: greedy)")
+    parser.add_argument("--ngram-lm", type=Path, default=None,
+                        help="an ngram_lm.safetensors (`touchasp ngram`) for that beam search, shipped in the folder")
     args = parser.parse_args()
     rows = release(args.elastic, args.static, args.corpus, args.out, args.ks, args.rows_per_part, args.batch_size,
-                   args.elastic_runs, args.static_runs, args.more_corpora, args.transcript_decoding)  # fmt: skip
+                   args.elastic_runs, args.static_runs, args.more_corpora, args.transcript_decoding,
+                   args.num_beams, args.ngram_lm)  # fmt: skip
     print(targets_markdown(rows), end="")
 
 

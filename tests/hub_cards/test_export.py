@@ -230,9 +230,14 @@ def test_card_names_the_head_that_wrote_the_scored_transcripts(exported: Path, s
     model = AutoModelForSpeechSeq2Seq.from_pretrained(exported)
     results = json.loads((source / "evaluation" / "results.json").read_text())
     texts = [build_card(model, {**results, **extra}, TRAINING_DATA, "touchasp-tiny", "me/touchasp-tiny").text
-             for extra in ({}, {"transcript_decoding": "ctc"})]
+             for extra in ({}, {"transcript_decoding": "ctc"},
+                           {"transcript_decoding": "ctc", "num_beams": 10, "ngram_lm": "m/ngram_lm.safetensors"})]
     assert "Whisper's temperature fallback" in texts[0] and "CTC head" not in texts[0]
     assert "transcript by greedy CTC from the encoder's CTC head" in texts[1] and "fallback" not in texts[1]
+    assert "beam search" not in texts[1]
+    assert "transcript by CTC prefix beam search of width 10 over the encoder's CTC head,\nfused with this folder's " \
+           "token n-gram" in texts[2]
+    assert '(`generate_kwargs={"num_beams": 10}`; this folder\'s default is greedy CTC)' in texts[2]
 
 
 def test_pruned_card_says_so_and_leaves_out_the_unpruned_scores(pruned: Path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE, TokenNgramLM
 from tests.conftest import HAS_ESPEAK, synthesize
 from training.evaluation import _kaldi_table, add_arguments, evaluate_model, read_rows, run, score_rows
 
@@ -143,10 +144,17 @@ def test_transcript_decoding_is_chosen_per_run_and_recorded(parquet_dir: Path, t
     assert ctc["budgets"][0]["language"] == attention["budgets"][0]["language"]  # the decoder's task tokens either way
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "m", "--data", "d", "--out", "o", "--transcript-decoding", "beam"])
-    assert (ctc["num_beams"], ctc["ngram_lm"]) == (1, False)
+    assert (ctc["num_beams"], ctc["ngram_lm"]) == (1, None)
     beams = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path / "beams", max_rows=2,
                            transcript_decoding="ctc", num_beams=3)
-    assert (beams["num_beams"], beams["ngram_lm"]) == (3, False)
+    assert (beams["num_beams"], beams["ngram_lm"]) == (3, None)
+    lm_file = tmp_path / "lm" / NGRAM_LM_FILE
+    lm_file.parent.mkdir()
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    TokenNgramLM.from_sequences([[7, 8, 9]], vocab_size).save_pretrained(lm_file.parent)
+    fused = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path / "fused", max_rows=2,
+                           transcript_decoding="ctc", num_beams=3, ngram_lm=lm_file)
+    assert fused["ngram_lm"] == str(lm_file)
     with pytest.raises(ValueError, match="num_beams=0"):
         evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, num_beams=0)
 

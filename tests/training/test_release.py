@@ -79,6 +79,11 @@ def test_an_earlier_twin_evaluation_is_reused_only_on_the_same_rows(tmp_path):
         earlier_twin_results(path, ctc)  # a results.json from before the field scored the decoder's
     path.write_text(json.dumps(ctc))
     assert earlier_twin_results(path, ctc)["transcript_decoding"] == "ctc"
+    beam = {**ctc, "num_beams": 10, "ngram_lm": "models/touchasp-tiny/ngram_lm.safetensors"}
+    with pytest.raises(ValueError, match="num_beams 1 and no n-gram, this release with num_beams 10 and an n-gram"):
+        earlier_twin_results(path, beam)
+    path.write_text(json.dumps({**beam, "ngram_lm": "elsewhere/ngram_lm.safetensors"}))
+    assert earlier_twin_results(path, beam)["num_beams"] == 10
 
 
 def _corpus(folder, recipe, sources, languages, events=("Speech",)):

@@ -13,7 +13,10 @@
 #   --elastic training/stages/tiny-f-stageN/final --static training/stages/tiny-f-static-stageN/final
 #   --elastic-runs training/stages/tiny-f-stage{1..N} --static-runs training/stages/tiny-f-static-stage{1..N}
 #   --corpus corpora/mixed-f --more-corpora corpora/enzh-f --out models/touchasp-tiny --transcript-decoding ctc
-# (stage 4 was released so, 2026-12-04). From stage 5 on the stages' own evaluations use CTC transcripts too.
+#   --num-beams 10 --ngram-lm models/touchasp-tiny/ngram_lm.safetensors
+# (stage 4 was released without the last line, 2026-12-04, and the n-gram added to its folder after, by the command
+# in training/README.md "CTC beam search with a token n-gram"). From stage 5 on the stages' own evaluations use
+# greedy CTC transcripts.
 # TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
