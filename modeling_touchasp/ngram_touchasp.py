@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 NGRAM_LM_FILE = "ngram_lm.safetensors"
+CACHE_SIZE = 1_000_000  # log-probabilities kept for reuse across beam-search steps (about 150 MB at most)
 
 
 class TokenNgramLM:
@@ -71,9 +72,11 @@ class TokenNgramLM:
 
     def log_prob(self, context: Sequence[int], token: int) -> float:
         """Natural log P(token | the last two ids of `context`, padded with the start id)."""
-        a, b = ([self.start_id, self.start_id, *context])[-2:]
+        a, b = ([self.start_id, self.start_id, *context[-2:]])[-2:]
         key = (a, b, token)
         if key not in self._cache:
+            if len(self._cache) >= CACHE_SIZE:  # a long-lived model decodes for hours: keep memory bounded
+                self._cache.clear()
             total = self._context2.get((a, b))
             if total is None:
                 probability = self._bigram_probability(b, token)
