@@ -70,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.text or args.corpus or args.fortunes):
         raise SystemExit("touchasp ngram needs text: give --text FILE, --corpus FOLDER or --fortunes")
+    for path in args.text:
+        if not Path(path).is_file():
+            raise SystemExit(f"touchasp ngram: --text {path} is not a text file")
+    for option, folders in (("--corpus", args.corpus), ("--exclude", args.exclude)):
+        for folder in folders:
+            if not any(Path(folder).rglob("*.parquet")):
+                raise SystemExit(f"touchasp ngram: {option} {folder} is not a folder of parquet shards")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     sentences: list[Iterable[str]] = [text_lines(path) for path in args.text]
     sentences += [parquet_texts(folder) for folder in args.corpus]

@@ -46,3 +46,7 @@ def test_ngram_command_writes_the_folders_lm_and_perceive_decodes_with_it(tiny_m
     assert "text" in json.loads(capsys.readouterr().out)
     with pytest.raises(SystemExit, match="needs text"):
         main(["ngram", "--model", str(model)])
+    with pytest.raises(SystemExit, match=f"--text {tmp_path / 'missing.txt'} is not a text file"):
+        main(["ngram", "--model", str(model), "--text", str(tmp_path / "missing.txt")])
+    with pytest.raises(SystemExit, match=f"--exclude {model} is not a folder of parquet shards"):
+        main([*arguments, "--exclude", str(model)])
