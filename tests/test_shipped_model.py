@@ -13,9 +13,14 @@ MAX_BYTES = 40 * 2**20
 
 
 def test_shipped_model_loads_with_pipeline_and_perceives(speech_path):
-    out = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))(str(speech_path), num_experts_per_tok=1)
+    asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
+    out = asr(str(speech_path), num_experts_per_tok=1)
     assert isinstance(out["text"], str)
     assert out["perception"]["language"]["label"] and out["perception"]["gender"]["label"]
+    # Its n-gram loads with it; beam search + n-gram keeps the decoder's task tokens and writes its own transcript.
+    assert asr.model.ngram_lm is not None and asr.model.ngram_lm.vocab_size == asr.model.config.vocab_size
+    beam = asr(str(speech_path), num_experts_per_tok=1, generate_kwargs={"num_beams": 10})
+    assert isinstance(beam["text"], str) and beam["perception"]["language"] == out["perception"]["language"]
 
 
 def test_cli_uses_the_shipped_model_by_default(speech_path, capsys):
