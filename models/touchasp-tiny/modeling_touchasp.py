@@ -623,6 +623,7 @@ class TouchASPForConditionalGeneration(TouchASPPreTrainedModel, GenerationMixin)
         hub_options = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
         path = cached_file(
             pretrained_model_name_or_path, NGRAM_LM_FILE, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,  # optional: offline without it, the model still loads
             **{key: kwargs[key] for key in hub_options if key in kwargs},
         )
         model.ngram_lm = TokenNgramLM.from_file(path) if path else None
