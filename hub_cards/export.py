@@ -3,7 +3,7 @@
     touchasp export --model PATH --out DIR [-k K] [--prune-experts P] [--results PATH] [--repo-id ID]
 
 The folder is what `save_touchasp` writes (weights, config.json with `auto_map` and the custom pipeline, code,
-processor and tokenizer files, greedy generation_config.json) plus `README.md`, rendered from
+processor and tokenizer files, generation_config.json) plus `README.md`, rendered from
 `model_card_template.md` with `huggingface_hub.ModelCard`. Its `model-index` holds one result per score and k of
 the evaluation's `results.json` (`training/evaluation.py`), found in the model folder (`results.json` or
 `evaluation/results.json`) or given. The training data section reads an optional `training_data.json` in the
@@ -261,6 +261,7 @@ def build_card(
             "batch_size": results.get("batch_size", "?"), "threads": results.get("torch_threads", "?"),
             "transcript_decoding": results.get("transcript_decoding", "attention"),
             "num_beams": results.get("num_beams") or 1, "ngram_lm": results.get("ngram_lm") is not None,
+            "default_beams": model.generation_config.num_beams or 1,
         } if results else None,  # fmt: skip
         language_columns=languages,
         language_rows=[

@@ -54,15 +54,18 @@ def save_touchasp(
     `pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)` and the Auto classes
     (AutoConfig, AutoModel, AutoModelForSpeechSeq2Seq, AutoProcessor, AutoFeatureExtractor, AutoTokenizer) work.
 
-    The generation config is greedy with `default_max_new_tokens(config)` new tokens, replacing the ASR
-    pipeline's stock 5 beams / 256 tokens. The model object itself is left unchanged.
+    The generation config keeps the model's `num_beams` (1, greedy, unless set) and has
+    `default_max_new_tokens(config)` new tokens, replacing the ASR pipeline's stock 5 beams / 256 tokens. The model
+    object itself is left unchanged.
     """
     model.save_pretrained(save_directory)
     processor.save_pretrained(save_directory)
     _drop_loading_options(os.path.join(save_directory, "tokenizer_config.json"))
     shutil.copy(inspect.getfile(TouchASPPipeline), save_directory)
     generation_config = copy.deepcopy(model.generation_config)
-    generation_config.update(do_sample=False, num_beams=1, max_new_tokens=default_max_new_tokens(model.config))
+    generation_config.update(
+        do_sample=False, num_beams=generation_config.num_beams or 1, max_new_tokens=default_max_new_tokens(model.config)
+    )
     generation_config.save_pretrained(save_directory)
 
     config_path = os.path.join(save_directory, "config.json")

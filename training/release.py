@@ -295,9 +295,9 @@ def release(
     """Evaluate, check the targets, export; returns the target rows. Without `elastic_runs` and `static_runs`
     the card has no training procedure. `transcript_decoding` (default: the elastic model's) scores both twins and
     becomes the released config's; `num_beams` and the n-gram file `ngram_lm` (shipped in the folder) score both
-    twins' CTC transcripts by beam search, the folder's default staying greedy. `static` is the twin's model
-    folder, or an earlier release's `evaluation/static/results.json` whose scores are reused. `corpus` holds the held-out rows and, with
-    `more_corpora`, every corpus the model trained on."""
+    twins' CTC transcripts by beam search and become the folder's default (generation_config.json). `static` is
+    the twin's model folder, or an earlier release's `evaluation/static/results.json` whose scores are reused.
+    `corpus` holds the held-out rows and, with `more_corpora`, every corpus the model trained on."""
     if bool(elastic_runs) != bool(static_runs):
         raise ValueError("pass the training runs of both twins (--elastic-runs and --static-runs) or of neither")
     histories = None
@@ -342,6 +342,10 @@ def release(
     config = json.loads(config_path.read_text())
     config["transcript_decoding"] = overall["transcript_decoding"]
     config_path.write_text(json.dumps(config, indent=2) + "\n")
+    generation_path = staging / "model" / "generation_config.json"  # the pipeline decodes as the card was scored
+    generation = json.loads(generation_path.read_text())
+    generation["num_beams"] = num_beams
+    generation_path.write_text(json.dumps(generation, indent=2) + "\n")
     (staging / "model" / "training_data.json").write_text(json.dumps(card_facts, indent=2) + "\n")
     # The whole folder is built beside the old one (whose static/ may be what this release evaluated), which is
     # swapped out only once the new one is complete: a failure before that leaves the old folder as it was.
@@ -379,7 +383,8 @@ def main() -> None:
     parser.add_argument("--transcript-decoding", choices=TRANSCRIPT_DECODINGS, default=None,
                         help="head that writes the transcripts scored and shipped (default: the elastic model's)")
     parser.add_argument("--num-beams", type=int, default=1,
-                        help="score both twins with CTC prefix beam search of this width (default 1: greedy)")
+                        help="score both twins with CTC prefix beam search of this width, the folder's default "
+                             "(default 1: greedy)")
     parser.add_argument("--ngram-lm", type=Path, default=None,
                         help="an ngram_lm.safetensors (`touchasp ngram`) for that beam search, shipped in the folder")
     args = parser.parse_args()

@@ -237,7 +237,13 @@ def test_card_names_the_head_that_wrote_the_scored_transcripts(exported: Path, s
     assert "beam search" not in texts[1]
     assert "transcript by CTC prefix beam search of width 10 over the encoder's CTC head,\nfused with this folder's " \
            "token n-gram" in texts[2]
-    assert '(`generate_kwargs={"num_beams": 10}`; this folder\'s default is greedy CTC)' in texts[2]
+    assert '(`generate_kwargs={"num_beams": 10}`)' in texts[2]
+    assert "This folder decodes with `num_beams=1` by default\n(generation_config.json)." in texts[2]
+    assert "(generation_config.json), as scored." in texts[1]
+    model.generation_config.num_beams = 10  # what a release scored with beam search ships
+    beam_default = build_card(model, {**results, "transcript_decoding": "ctc", "num_beams": 10}, TRAINING_DATA,
+                              "touchasp-tiny", "me/touchasp-tiny").text  # fmt: skip
+    assert "This folder decodes with `num_beams=10` by default\n(generation_config.json), as scored." in beam_default
 
 
 def test_pruned_card_says_so_and_leaves_out_the_unpruned_scores(pruned: Path):

@@ -22,6 +22,7 @@ from transformers import (
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 
 import modeling_touchasp
+from modeling_touchasp import save_touchasp
 from modeling_touchasp.pipeline_touchasp import (
     TouchASPPipeline,
     aggregate_perception,
@@ -168,6 +169,19 @@ def test_defaults_are_greedy_and_bounded_not_the_stock_five_beams(tiny_model_dir
     asr(speech)
     assert seen[0]["num_beams"] == 1
     assert seen[0]["max_new_tokens"] == default_max_new_tokens(model.config) == 126  # 128 positions - prompt
+
+
+def test_a_saved_folder_keeps_the_models_beam_width_as_the_pipelines_default(
+    tiny_model_dir, tiny_processor, speech, tmp_path, monkeypatch
+):
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(tiny_model_dir)
+    model.generation_config.num_beams = 3
+    save_touchasp(model, tiny_processor, tmp_path)
+    assert json.loads((tmp_path / "generation_config.json").read_text())["num_beams"] == 3
+    asr = pipeline(ASR, model=str(tmp_path), trust_remote_code=True)
+    seen = spy_on_generate(asr, monkeypatch)
+    asr(speech)
+    assert asr.model.generation_config.num_beams == 3 and "num_beams" not in seen[0]  # generate falls back to it
 
 
 def test_perception_can_be_left_out_and_beam_search_works(asr, speech):

@@ -137,3 +137,14 @@ def test_the_fortunes_dry_run_prints_every_stage_and_keeps_nothing(tree):
         "runs/tiny-f-static-stage1", "runs/tiny-f-static-stage2"]
     assert "model.init_from=training/stages/tiny-f-static-stage1/final" in printed[1]
     assert not (tree / "training/stages").exists() and not (tree / "runs").exists()
+
+
+@pytest.mark.parametrize("twin", ["elastic", "static"])
+def test_fortunes_stages_from_six_on_draw_more_of_the_mixed_corpus(tree, twin):
+    returncode, calls = run_recipe(tree, twin, "7", recipe=FORTUNES)
+    assert returncode == 0 and len(calls) == 7
+    weights = []
+    for call in calls:
+        config = load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()])
+        weights.append({Path(corpus["data_dir"]).parent.name: corpus["weight"] for corpus in config["data"]["corpora"]})
+    assert weights == [{"mixed-f": 1.0, "enzh-f": 1.0}] * 5 + [{"mixed-f": 1.5, "enzh-f": 1.0}] * 2
