@@ -278,13 +278,14 @@ def evaluate_model(
     batch_size: int = 8,
     max_rows: int | None = None,
     transcript_decoding: str | None = None,
-    num_beams: int = 1,
+    num_beams: int | None = None,
     ngram_lm: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
     None; the corpora shuffle their test rows, so the first ones are a sample), the transcript written by the head
-    `transcript_decoding` names (default: the model config's) with `num_beams` (CTC: with the n-gram file `ngram_lm`
-    in place of the model folder's), and write to `out_dir`:
+    `transcript_decoding` names (default: the model config's) with `num_beams` (default: the folder's
+    generation_config.json, as the pipeline decodes; CTC: with the n-gram file `ngram_lm` in place of the model
+    folder's), and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
     """
@@ -303,6 +304,8 @@ def evaluate_model(
             raise ValueError(
                 f"k={k} is not a number of active experts of {model_path}; it has 1..{model.config.n_routed_experts}"
             )
+    if num_beams is None:
+        num_beams = model.generation_config.num_beams or 1
     if num_beams < 1:
         raise ValueError(f"num_beams={num_beams}; expected at least 1")
     if batch_size < 1:
@@ -487,9 +490,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="head that writes the transcript: the decoder (attention) or the CTC head (default: the model's)",
     )
     parser.add_argument(
-        "--num-beams", type=int, default=1,
-        help="beam width (default 1: greedy); with CTC transcripts the prefix beam search's, with the model "
-        "folder's ngram_lm.safetensors when it has one",
+        "--num-beams", type=int, default=None,
+        help="beam width (default: the model folder's generation_config.json, as the pipeline; 1 is greedy); with "
+        "CTC transcripts the prefix beam search's, with the folder's ngram_lm.safetensors when it has one",
     )
     parser.add_argument(
         "--ngram-lm", type=Path, default=None, help="an ngram_lm.safetensors to use instead of the model folder's"

@@ -157,6 +157,14 @@ def test_transcript_decoding_is_chosen_per_run_and_recorded(parquet_dir: Path, t
     assert fused["ngram_lm"] == str(lm_file)
     with pytest.raises(ValueError, match="num_beams=0"):
         evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, num_beams=0)
+    beam_default = tmp_path / "beam-default"  # a released folder: generation_config.json names its beam width
+    shutil.copytree(tiny_model_dir, beam_default)
+    generation = json.loads((beam_default / "generation_config.json").read_text())
+    (beam_default / "generation_config.json").write_text(json.dumps({**generation, "num_beams": 3}))
+    scored = evaluate_model(beam_default, parquet_dir, [1], tmp_path / "scored", max_rows=2, transcript_decoding="ctc")
+    assert scored["num_beams"] == 3
+    assert [json.loads(line)["hypothesis"] for line in (tmp_path / "scored" / "hypotheses_k1.jsonl").open()] == [
+        json.loads(line)["hypothesis"] for line in (tmp_path / "beams" / "hypotheses_k1.jsonl").open()]
 
 
 def _perception(language: str, events: list[dict] | None = None) -> dict:
