@@ -140,11 +140,12 @@ def test_the_fortunes_dry_run_prints_every_stage_and_keeps_nothing(tree):
 
 
 @pytest.mark.parametrize("twin", ["elastic", "static"])
-def test_fortunes_stages_from_six_on_draw_more_of_the_mixed_corpus(tree, twin):
-    returncode, calls = run_recipe(tree, twin, "7", recipe=FORTUNES)
-    assert returncode == 0 and len(calls) == 7
+def test_fortunes_stages_from_six_on_draw_more_of_the_mixed_corpus_and_from_eight_on_the_events_corpus(tree, twin):
+    returncode, calls = run_recipe(tree, twin, "8", recipe=FORTUNES)
+    assert returncode == 0 and len(calls) == 8
     weights = []
     for call in calls:
         config = load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()])
         weights.append({Path(corpus["data_dir"]).parent.name: corpus["weight"] for corpus in config["data"]["corpora"]})
-    assert weights == [{"mixed-f": 1.0, "enzh-f": 1.0}] * 5 + [{"mixed-f": 1.5, "enzh-f": 1.0}] * 2
+    assert weights == [{"mixed-f": 1.0, "enzh-f": 1.0}] * 5 + [{"mixed-f": 1.5, "enzh-f": 1.0}] * 2 + [
+        {"mixed-f": 1.5, "enzh-f": 1.0, "events-f": 0.5}]
