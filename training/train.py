@@ -43,6 +43,7 @@ from accelerate.utils import (
     gather_object,
     set_seed,
 )
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from modeling_touchasp import TouchASPConfig, TouchASPForConditionalGeneration, save_touchasp
@@ -96,7 +97,8 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0,
     "mixed_precision": "no",  # no | bf16 | auto (bf16 where the device supports it)
     "eval": {"data": None, "ks": None, "interval": 0, "batch_size": 8, "max_rows": None},
-    "checkpoint": {"interval": 500, "keep_last": 3},
+    # average_last: `final/` holds the mean weights of the last N checkpoints (WeNet's model averaging); 1 is off
+    "checkpoint": {"interval": 500, "keep_last": 3, "average_last": 1},
     "log": {"interval": 10, "record_k": False},  # record_k: write the k every eMoE layer used, per rank and step
 }
 # Sections that may change between a run and its resume without changing what is trained.
@@ -136,6 +138,12 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
         raise ValueError(f"{path}: schedule.name={config['schedule']['name']!r}; expected cosine, noam or constant")
     if not isinstance(config["data"]["corpora"], list):
         raise ValueError(f"{path}: data.corpora must be a list of {{data_dir, weight}} mappings")
+    average_last, keep_last = config["checkpoint"]["average_last"], config["checkpoint"]["keep_last"]
+    if average_last > 1 and (config["checkpoint"]["interval"] <= 0 or 0 < keep_last < average_last):
+        raise ValueError(
+            f"{path}: checkpoint.average_last={average_last} needs checkpoints (interval > 0) and keep_last >= it "
+            f"(or 0: keep all), got interval={config['checkpoint']['interval']}, keep_last={keep_last}"
+        )
     for corpus in config["data"]["corpora"]:
         if not isinstance(corpus, dict):
             raise ValueError(f"{path}: data.corpora entry {corpus!r} must be a mapping with data_dir and weight")
@@ -331,6 +339,21 @@ def save_checkpoint(
         for _, old in complete_checkpoints(output_dir)[:-keep_last] if keep_last > 0 else ():
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def average_checkpoints(model: torch.nn.Module, output_dir: Path, count: int) -> list[int]:
+    """Set `model`'s weights to the element-wise mean of the last `count` complete checkpoints' (integer tensors:
+    the newest one's); returns their steps. Tied weights are stored once and share storage, so copying in place
+    updates every name of a tensor."""
+    chosen = complete_checkpoints(output_dir)[-count:]
+    states = [load_file(str(folder / "model.safetensors")) for _, folder in chosen]
+    current = model.state_dict()
+    with torch.no_grad():
+        for name, newest in states[-1].items():
+            if newest.is_floating_point():
+                newest = torch.stack([state[name].float() for state in states]).mean(0)
+            current[name].copy_(newest)
+    return [step for step, _ in chosen]
 
 
 def restore_checkpoint(accelerator: Accelerator, output_dir: Path, hash_: str) -> tuple[int, StreamPosition]:
@@ -584,7 +607,11 @@ def train(config: dict[str, Any], resume: bool = False) -> Path:
 
     final = output_dir / "final"
     if accelerator.is_main_process:  # a `final/` that exists is complete
-        _write_atomically(final, lambda temp: save_touchasp(accelerator.unwrap_model(model), processor, temp))
+        trained = accelerator.unwrap_model(model)
+        if config["checkpoint"]["average_last"] > 1:
+            steps = average_checkpoints(trained, output_dir, config["checkpoint"]["average_last"])
+            print(f"final model: the mean of checkpoints {steps}")
+        _write_atomically(final, lambda temp: save_touchasp(trained, processor, temp))
     accelerator.end_training()
     stream_batches.close()
     return final

@@ -237,6 +237,37 @@ def test_resume_ignores_temporary_and_incomplete_checkpoints(corpus, tmp_path, s
     assert not list(output_dir.glob(".tmp-*")), "temp folders of interrupted saves are removed"
 
 
+def test_final_model_can_be_the_mean_of_the_last_checkpoints(corpus, tmp_path, single_thread):
+    output_dir = tmp_path / "run"
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml", corpus, output_dir, max_steps=4,
+        checkpoint={"interval": 1, "keep_last": 3, "average_last": 3},
+    )  # fmt: skip
+    train(load_config(recipe))
+    kept = [load_file(str(folder / "model.safetensors")) for _, folder in complete_checkpoints(output_dir)]
+    assert [step for step, _ in complete_checkpoints(output_dir)] == [2, 3, 4]
+    averaged = final_weights(output_dir)
+    assert averaged.keys() == kept[-1].keys()
+    moved = [name for name in averaged if not np.allclose(kept[0][name], kept[-1][name])]
+    assert moved, "training changed the weights between the checkpoints"
+    for name in averaged:
+        expected = (kept[0][name] + kept[1][name] + kept[2][name]) / 3
+        assert np.allclose(averaged[name], expected, atol=1e-6), name
+    reloaded = TouchASPForConditionalGeneration.from_pretrained(output_dir / "final")
+    assert np.allclose(reloaded.state_dict()[moved[0]].numpy(), averaged[moved[0]], atol=1e-6)
+
+
+def test_averaging_more_checkpoints_than_are_kept_is_refused(corpus, tmp_path):
+    recipe = write_recipe(tmp_path / "recipe.yaml", corpus, tmp_path / "run",
+                          checkpoint={"interval": 2, "keep_last": 2, "average_last": 3})
+    with pytest.raises(ValueError, match="average_last=3 needs checkpoints"):
+        load_config(recipe)
+    recipe = write_recipe(tmp_path / "recipe.yaml", corpus, tmp_path / "run",
+                          checkpoint={"interval": 0, "average_last": 2})
+    with pytest.raises(ValueError, match="interval > 0"):
+        load_config(recipe)
+
+
 def test_unknown_recipe_key_is_named(corpus, tmp_path):
     recipe = write_recipe(tmp_path / "bad.yaml", corpus, tmp_path / "run", optimiser={"lr": 1.0})
     with pytest.raises(ValueError, match="unknown key 'optimiser'"):

@@ -45,7 +45,12 @@ for ((n = 1; n <= last; n++)); do
   # same held-out clips and sentences): language ID on noisy and nospeech clips was the weakest part (0.79).
   if ((n >= 6)); then mixed=1.5; else mixed=1.0; fi
   corpora="{data_dir: corpora/mixed-f/train, weight: $mixed}, {data_dir: corpora/enzh-f/train, weight: 1.0}"
-  if ((n >= 8)); then corpora="$corpora, {data_dir: corpora/events-f/train, weight: 0.5}"; fi
+  # From stage 8 on final/ is also the mean of the stage's last three checkpoints (steps 6,000, 6,500, 7,000).
+  averaging=()
+  if ((n >= 8)); then
+    corpora="$corpora, {data_dir: corpora/events-f/train, weight: 0.5}"
+    averaging=(--set checkpoint.average_last=3)
+  fi
   corpora="[$corpora]"
   if [[ ! -d $kept/final ]]; then
     if [[ -z $prev ]]; then  # stage 1 trains the tokenizer and fits global CMVN
@@ -54,7 +59,7 @@ for ((n = 1; n <= last; n++)); do
       start=(--set "model.init_from=$prev" --set optimizer.lr=1.0e-3 --set schedule.warmup_steps=100)
     fi
     "$touchasp" train --config training/configs/tiny.yaml "${twin[@]}" --set "data.corpora=$corpora" "${common[@]}" \
-        "${start[@]}" \
+        "${start[@]}" "${averaging[@]}" \
         --set "seed=$((n - 1))" --set "output_dir=runs/$run" --resume
     if [[ ! -d runs/$run/final ]]; then  # TOUCHASP=echo, the dry run: print each stage's call, keep nothing
       prev=$kept/final && continue
