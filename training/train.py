@@ -10,7 +10,8 @@ The recipe is a YAML file whose sections are `DEFAULTS` below. Every rank reads 
 and runs exactly `max_steps` optimizer steps (endless per-rank iterators: uneven shards cannot hang DDP), with
 `elastic_step=global_step` so every rank draws the same k per eMoE layer. Output folder:
 `tokenizer/` and `feature_extractor/` (when trained or fitted by the recipe), `checkpoint-STEP/` (last `keep_last`), `logs/` (TensorBoard),
-`examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder),
+`examples.jsonl` (ids, loss, audio seconds, step and data-wait seconds per step), `eval_results.jsonl`, `final/` (a `save_touchasp` model folder;
+with `checkpoint.average_last` N > 1, of the mean weights of the last N checkpoints),
 `recipe.json` (the resolved recipe, with every `--set` applied: what the run trained; `training.release` reads it).
 """
 
