@@ -143,12 +143,9 @@ def test_the_fortunes_dry_run_prints_every_stage_and_keeps_nothing(tree):
 def test_fortunes_stages_from_six_on_draw_more_of_the_mixed_corpus_and_from_eight_on_average_with_events(tree, twin):
     returncode, calls = run_recipe(tree, twin, "8", recipe=FORTUNES)
     assert returncode == 0 and len(calls) == 8
-    weights = []
-    for call in calls:
-        config = load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()])
-        weights.append({Path(corpus["data_dir"]).parent.name: corpus["weight"] for corpus in config["data"]["corpora"]})
+    configs = [load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()]) for call in calls]
+    weights = [{Path(corpus["data_dir"]).parent.name: corpus["weight"] for corpus in config["data"]["corpora"]}
+               for config in configs]
     assert weights == [{"mixed-f": 1.0, "enzh-f": 1.0}] * 5 + [{"mixed-f": 1.5, "enzh-f": 1.0}] * 2 + [
         {"mixed-f": 1.5, "enzh-f": 1.0, "events-f": 0.5}]
-    averaged = [load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()])["checkpoint"]
-                ["average_last"] for call in calls]
-    assert averaged == [1] * 7 + [3]
+    assert [config["checkpoint"]["average_last"] for config in configs] == [1] * 7 + [3]
