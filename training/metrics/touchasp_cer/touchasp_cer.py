@@ -11,13 +11,15 @@ import evaluate
 from processing.text_normalization import error_counts
 
 _DESCRIPTION = """Corpus-level CER: (substitutions + deletions + insertions) / reference characters, summed over all
-pairs, after lower-casing, full-to-half-width folding, punctuation removal and removal of all spaces."""
+pairs, after lower-casing, full-to-half-width folding, punctuation removal, removal of all spaces and mapping of
+traditional Han characters to simplified."""
 
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (list of str): hypotheses.
     references (list of str): reference transcripts; an empty one counts only the hypothesis' insertions.
-    normalize (bool, default True): apply `normalize_for_cer` to both sides; False scores the strings as given.
+    normalize (bool, default True): apply `normalize_for_cer` and the traditional-to-simplified mapping to
+        both sides; False scores the strings as given.
 Returns:
     cer (float), substitutions, deletions, insertions, hits, reference_characters (int).
 Example:

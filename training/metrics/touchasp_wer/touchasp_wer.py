@@ -12,13 +12,15 @@ import evaluate
 from processing.text_normalization import error_counts
 
 _DESCRIPTION = """Corpus-level WER: (substitutions + deletions + insertions) / reference words, summed over all pairs,
-after lower-casing, full-to-half-width folding and punctuation removal; words are the space-separated tokens."""
+after lower-casing, full-to-half-width folding, punctuation removal and mapping of traditional Han characters to
+simplified; words are the space-separated tokens."""
 
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (list of str): hypotheses.
     references (list of str): reference transcripts; an empty one counts only the hypothesis' insertions.
-    normalize (bool, default True): apply `normalize_for_wer` to both sides; False scores the strings as given.
+    normalize (bool, default True): apply `normalize_for_wer` and the traditional-to-simplified mapping to
+        both sides; False scores the strings as given.
 Returns:
     wer (float), substitutions, deletions, insertions, hits, reference_words (int).
 Example:
