@@ -21,8 +21,9 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
     """Masks every token the section-5 grammar does not allow next, for each row, with tensor ops only.
 
     The state of a row is read from its ids: after `<|transcribe|>` the transcript (any non-special token or
-    `<|eot|>`; only `<|eot|>` when the language slot holds `<|nospeech|>`); after `<|/events|>` only `<|transcribe|>`; otherwise the slot of the next position (language,
-    emotion, gender) and from position 4 an event later in canonical order than the last one, or `<|/events|>`.
+    `<|eot|>`; only `<|eot|>` when the language slot holds `<|nospeech|>`); after `<|/events|>` only
+    `<|transcribe|>`; otherwise the slot of the next position (language, emotion, gender) and from position 4 an
+    event later in canonical order than the last one, or `<|/events|>`.
     Forced prompts (`decoder_input_ids`) are never masked, only the tokens generated after them.
     """
 
