@@ -61,12 +61,8 @@ class TouchASPConfig(PretrainedConfig):
         ctc_lm_weight (`float`), ctc_length_bonus (`float`): in that beam search, each token adds ctc_lm_weight *
             its log-probability under the model's token n-gram (`ngram_lm.safetensors`, when the folder has one)
             + ctc_length_bonus, which offsets the n-gram's pull towards short transcripts.
-        no_speech_token_id (`int`): the `<|nospeech|>` language token. A clip the decoder labels with it gets an
-            empty transcript, as every such training target has (the CTC head still writes stray tokens on
-            digital silence); None turns the rule off.
 
-    Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3, transcribe = 4,
-    nospeech = 37.
+    Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
     """
 
     model_type = "touchasp"
@@ -120,7 +116,6 @@ class TouchASPConfig(PretrainedConfig):
         eos_token_id: int = 3,
         decoder_start_token_id: int = 2,
         transcribe_token_id: int | None = 4,
-        no_speech_token_id: int | None = 37,
         transcript_decoding: str = "attention",
         ctc_lm_weight: float = 0.5,
         ctc_length_bonus: float = 2.5,
@@ -165,7 +160,6 @@ class TouchASPConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         self.transcribe_token_id = transcribe_token_id
-        self.no_speech_token_id = no_speech_token_id
         self.transcript_decoding = check_transcript_decoding(transcript_decoding)
         self.ctc_lm_weight = ctc_lm_weight
         self.ctc_length_bonus = ctc_length_bonus

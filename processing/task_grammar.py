@@ -3,15 +3,14 @@
 A small model that is unsure of a slot otherwise puts any token there (`<|pt|><|Speech|><|male|><|Speech|>`,
 a word in the language slot), and the transcript that follows is conditioned on that garbage. Whisper forces its
 language/task tokens the same way; here every slot is restricted to its own tokens, events to the canonical
-order (so none repeats), and the transcript to ordinary tokens and `<|eot|>`, or to `<|eot|>` alone after
-`<|nospeech|>`: no training target pairs it with words, and a small model still writes some on digital silence.
+order (so none repeats), and the transcript to ordinary tokens and `<|eot|>`.
 """
 
 import torch
 from transformers import LogitsProcessor
 
 # Relative import: this file is copied into saved model folders and loaded there with trust_remote_code.
-from .task_tokens import END_EVENTS, EOT, NO_SPEECH, SLOT_TOKENS, TRANSCRIBE
+from .task_tokens import END_EVENTS, EOT, SLOT_TOKENS, TRANSCRIBE
 
 # The single-label slots in target order; `<|sot|>` is position 0, so the slot at position p is _SLOT_ORDER[p - 1].
 _SLOT_ORDER = ("language", "emotion", "gender")
@@ -21,9 +20,8 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
     """Masks every token the section-5 grammar does not allow next, for each row, with tensor ops only.
 
     The state of a row is read from its ids: after `<|transcribe|>` the transcript (any non-special token or
-    `<|eot|>`; only `<|eot|>` when the language slot holds `<|nospeech|>`); after `<|/events|>` only
-    `<|transcribe|>`; otherwise the slot of the next position (language, emotion, gender) and from position 4 an
-    event later in canonical order than the last one, or `<|/events|>`.
+    `<|eot|>`); after `<|/events|>` only `<|transcribe|>`; otherwise the slot of the next position (language,
+    emotion, gender) and from position 4 an event later in canonical order than the last one, or `<|/events|>`.
     Forced prompts (`decoder_input_ids`) are never masked, only the tokens generated after them.
     """
 
@@ -31,7 +29,6 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
         vocab_size = len(tokenizer)
         ids = {slot: torch.tensor(tokenizer.convert_tokens_to_ids(list(tokens))) for slot, tokens in SLOT_TOKENS.items()}
         self.transcribe_id = tokenizer.convert_tokens_to_ids(TRANSCRIBE)
-        self.no_speech_id = tokenizer.convert_tokens_to_ids(NO_SPEECH)
         self.end_events_id = tokenizer.convert_tokens_to_ids(END_EVENTS)
         self.slot_masks = torch.zeros(len(_SLOT_ORDER), vocab_size, dtype=torch.bool)
         for index, slot in enumerate(_SLOT_ORDER):
@@ -44,8 +41,6 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
         self.transcript_mask[tokenizer.convert_tokens_to_ids(EOT)] = True
         self.transcribe_only = torch.zeros(vocab_size, dtype=torch.bool)
         self.transcribe_only[self.transcribe_id] = True
-        self.eot_only = torch.zeros(vocab_size, dtype=torch.bool)
-        self.eot_only[tokenizer.convert_tokens_to_ids(EOT)] = True
         self._device_tensors: dict[tuple[torch.device, int], tuple[torch.Tensor, ...]] = {}
 
     def _tensors(self, device: torch.device, width: int) -> tuple[torch.Tensor, ...]:
@@ -60,14 +55,11 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
                 torch.nn.functional.pad(self.event_rank, (0, pad), value=-2).to(device),
                 torch.nn.functional.pad(self.transcript_mask, (0, pad)).to(device),
                 torch.nn.functional.pad(self.transcribe_only, (0, pad)).to(device),
-                torch.nn.functional.pad(self.eot_only, (0, pad)).to(device),
             )
         return self._device_tensors[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        slot_masks, event_rank, transcript_mask, transcribe_only, eot_only = self._tensors(
-            scores.device, scores.shape[-1]
-        )
+        slot_masks, event_rank, transcript_mask, transcribe_only = self._tensors(scores.device, scores.shape[-1])
         length = input_ids.shape[1]
         if length <= len(_SLOT_ORDER):
             prefix_allowed = slot_masks[length - 1].expand_as(scores)
@@ -78,9 +70,5 @@ class TaskGrammarLogitsProcessor(LogitsProcessor):
             prefix_allowed[:, self.end_events_id] = True
         in_transcript = (input_ids == self.transcribe_id).any(-1, keepdim=True)
         after_events = (input_ids == self.end_events_id).any(-1, keepdim=True)
-        no_speech = (input_ids[:, 1:2] == self.no_speech_id).any(-1, keepdim=True)
-        transcript_allowed = torch.where(no_speech, eot_only, transcript_mask)
-        allowed = torch.where(
-            in_transcript, transcript_allowed, torch.where(after_events, transcribe_only, prefix_allowed)
-        )
+        allowed = torch.where(in_transcript, transcript_mask, torch.where(after_events, transcribe_only, prefix_allowed))
         return scores.masked_fill(~allowed, float("-inf"))

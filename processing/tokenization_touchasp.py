@@ -13,7 +13,7 @@ import sentencepiece
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
 
-from .task_tokens import ALL_SPECIAL_TOKENS, END_EVENTS, EOT, NO_SPEECH, PAD, SLOT_TOKENS, SOT, TRANSCRIBE, UNK
+from .task_tokens import ALL_SPECIAL_TOKENS, END_EVENTS, EOT, PAD, SLOT_TOKENS, SOT, TRANSCRIBE, UNK
 
 # The trained SentencePiece model, kept beside tokenizer.json so the conversion can be checked against it.
 # Not "tokenizer.model": Transformers would read that name as a vocabulary file to convert.
@@ -65,10 +65,6 @@ class TouchASPTokenizer(PreTrainedTokenizerFast):
     @property
     def transcribe_token_id(self) -> int:
         return self.convert_tokens_to_ids(TRANSCRIBE)
-
-    @property
-    def no_speech_token_id(self) -> int:
-        return self.convert_tokens_to_ids(NO_SPEECH)
 
     @property
     def end_events_token_id(self) -> int:

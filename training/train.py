@@ -283,7 +283,7 @@ def build_model(config: dict[str, Any], processor: TouchASPProcessor) -> TouchAS
     ids = dict(
         vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.sot_token_id,
         decoder_start_token_id=tokenizer.sot_token_id, eos_token_id=tokenizer.eot_token_id,
-        transcribe_token_id=tokenizer.transcribe_token_id, no_speech_token_id=tokenizer.no_speech_token_id,
+        transcribe_token_id=tokenizer.transcribe_token_id,
     )
     return TouchASPForConditionalGeneration(TouchASPConfig(**{**ids, **kwargs}))
 

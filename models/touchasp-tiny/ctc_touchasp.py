@@ -125,8 +125,7 @@ def generate_ctc_transcript(
     **kwargs: Any,
 ) -> torch.Tensor | GenerateEncoderDecoderOutput:
     """`generate` (the stock `GenerationMixin.generate`) stopped at `<|transcribe|>`, each row then continued with
-    its CTC transcript and `<|eot|>`; rows that end without `<|transcribe|>` stay as they are, and a row whose
-    language is `config.no_speech_token_id` (`<|nospeech|>`) gets an empty transcript, as its training targets. The
+    its CTC transcript and `<|eot|>`; rows that end without `<|transcribe|>` (no speech) stay as they are. The
     transcript is greedy for `beam_size` 1, else `ctc_prefix_beam_search`'s with `lm` weighted by the config's
     `ctc_lm_weight` and `ctc_length_bonus`.
 
@@ -149,10 +148,7 @@ def generate_ctc_transcript(
     for row, ids in enumerate(sequences.tolist()):
         # A prompt may hold `<|transcribe|>` and the transcript's first words: CTC's transcript follows them.
         cut = transcript_start(ids, transcribe, prompt_length) if transcribe in ids else None
-        if cut is not None and ids[1:2] == [config.no_speech_token_id]:
-            frames[row] = frames[row][:0]
-            tokens = best[row, frames[row]]
-        elif cut is not None and beam_size > 1:
+        if cut is not None and beam_size > 1:
             valid = log_probs[row] if frame_mask is None else log_probs[row, frame_mask[row].bool()]
             found, found_frames = ctc_prefix_beam_search(
                 valid.cpu().numpy(), config.pad_token_id, beam_size, lm, config.ctc_lm_weight, config.ctc_length_bonus

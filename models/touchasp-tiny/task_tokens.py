@@ -72,7 +72,6 @@ def label_from_token(token: str) -> str:
     return token[2:-2]
 
 
-NO_SPEECH = _token("nospeech")
 UNKNOWN_LANGUAGE = _token("lang_unknown")
 UNKNOWN_EMOTION = _token("EMO_UNKNOWN")
 UNKNOWN_GENDER = _token("gender_unknown")

@@ -180,23 +180,3 @@ def test_a_prompt_that_holds_transcribe_and_words_keeps_them_before_the_ctc_tran
         ids = output.sequences[row].tolist()
         assert ids[: 5 + len(expected[row])] == prompt[row].tolist() + expected[row] + [config.eos_token_id]
     assert len(output.scores) == output.sequences.shape[1] - prompt.shape[1]
-
-
-@pytest.mark.parametrize("num_beams", [1, 3])
-def test_a_nospeech_clip_gets_an_empty_ctc_transcript(model_and_inputs, num_beams):
-    model, features, mask = model_and_inputs
-    config = model.config
-    language = [config.no_speech_token_id, 40]  # row 0 says no speech, row 1 names a language
-    prompt = torch.tensor([[config.decoder_start_token_id, token, config.transcribe_token_id] for token in language])
-    with torch.no_grad():
-        output = model.generate(features, attention_mask=mask, decoder_input_ids=prompt, transcript_decoding="ctc",
-                                num_beams=num_beams, max_new_tokens=MAX_NEW_TOKENS)
-        expected = reference_ctc(model, features, mask, k=None)
-    assert len(expected[0]) > 0  # the head would have written a transcript for row 0
-    assert output[0, :4].tolist() == prompt[0].tolist() + [config.eos_token_id]
-    assert output[1, 3] != config.eos_token_id
-    config.no_speech_token_id = None  # the rule off: row 0 keeps the CTC head's words
-    with torch.no_grad():
-        ruleless = model.generate(features, attention_mask=mask, decoder_input_ids=prompt, transcript_decoding="ctc",
-                                  num_beams=num_beams, max_new_tokens=MAX_NEW_TOKENS)
-    assert ruleless[0, 3] != config.eos_token_id

@@ -97,16 +97,3 @@ def test_an_untrained_model_generates_well_formed_prefixes_and_keeps_a_forced_la
             assert row[position : position + 2] in ([end_events, transcribe], [end_events], [])
             transcript = [token for token in row[position + 2 :] if token != tokenizer.pad_token_id]
             assert not special & set(transcript)
-
-
-def test_a_nospeech_row_may_only_end_after_transcribe(grammar, tokenizer):
-    sot, nospeech, en, unknown, gender, end_events, transcribe, eot = ids(
-        tokenizer, SOT, "<|nospeech|>", "<|en|>", "<|EMO_UNKNOWN|>", "<|gender_unknown|>", END_EVENTS, TRANSCRIBE, EOT
-    )
-    silent, spoken = allowed(grammar, tokenizer, [
-        [sot, nospeech, unknown, gender, end_events, transcribe],
-        [sot, en, unknown, gender, end_events, transcribe],
-    ])
-    special = set(ids(tokenizer, *tokenizer.all_special_tokens))
-    assert silent == {eot}
-    assert spoken == (set(range(len(tokenizer))) - special) | {eot}
