@@ -37,8 +37,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
       the last chunk.
     - `return_perception` (default True) and `event_threshold` (see `TouchASPProcessor.decode_perception`).
 
-    Returns `{"text", "perception", "chunks": [{"text", "timestamp": (start_s, end_s)}]}`, chunks always present
-    (one spanning the clip when it was not cut). For chunked audio the perception is aggregated: each slot's
+    Returns `{"text", "perception", "chunks": [{"text", "timestamp": (start_s, end_s)}]}`, chunks present unless
+    `return_timestamps=False` (one spanning the clip when it was not cut); timestamps are per chunk, so
+    `return_timestamps="word"` or `"char"` is refused. For chunked audio the perception is aggregated: each slot's
     `scores` are averaged over the chunks, weighted by chunk duration times the chunk's speech probability
     (1 - P(`nospeech`)), so that silent stretches do not outvote speech; events are the union over chunks, each
     with its best score. Decoding is greedy with at most 128 new tokens unless the model's generation config or
@@ -77,6 +78,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         num_experts_per_tok: int | None = None,
         language: str | None = None,
         event_threshold: float | dict[str, float] | None = None,
+        return_timestamps: bool | str | None = None,
         **kwargs: Any,
     ):
         if not self.is_touchasp:
@@ -84,6 +86,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             named = dict(
                 chunk_length_s=chunk_length_s, return_perception=return_perception, language=language,
                 num_experts_per_tok=num_experts_per_tok, event_threshold=event_threshold,
+                return_timestamps=return_timestamps,
             )
             return super()._sanitize_parameters(**{k: v for k, v in named.items() if v is not None}, **kwargs)
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
@@ -103,6 +106,13 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             forward_params["event_threshold"] = event_threshold
         if return_perception is not None:
             postprocess_params["return_perception"] = return_perception
+        if return_timestamps not in (None, True, False):
+            raise ValueError(
+                f"return_timestamps={return_timestamps!r}: TouchASP times whole chunks (the output's `chunks`); "
+                "pass True, False or leave it out"
+            )
+        if return_timestamps is not None:
+            postprocess_params["return_timestamps"] = return_timestamps
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(self, inputs: Any, chunk_length_s: float | None = None, **kwargs: Any):
@@ -152,7 +162,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         # Batched inputs (batch_size > 1) arrive collated, `is_last` a list; the pipeline splits our lists per row.
         return {"is_last": is_last, "decoded": decoded if isinstance(is_last, list) else decoded[0], **model_inputs}
 
-    def postprocess(self, model_outputs: list[dict], return_perception: bool = True, **kwargs: Any) -> dict:
+    def postprocess(
+        self, model_outputs: list[dict], return_perception: bool = True, return_timestamps: bool = True, **kwargs: Any
+    ) -> dict:
         if not self.is_touchasp:
             return super().postprocess(model_outputs, **kwargs)
         chunks = [
@@ -165,7 +177,8 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             result["perception"] = aggregate_perception(
                 [output["decoded"]["perception"] for output in model_outputs], durations
             )
-        result["chunks"] = chunks
+        if return_timestamps:
+            result["chunks"] = chunks
         return result
 
 

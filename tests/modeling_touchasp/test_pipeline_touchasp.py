@@ -189,6 +189,14 @@ def test_perception_can_be_left_out_and_beam_search_works(asr, speech):
     assert asr(speech, num_beams=2)["perception"]["language"]["label"] in LANGUAGES
 
 
+def test_return_timestamps_as_whisper_users_pass_it(asr, speech):
+    # The stock pipeline's argument must not leak into generate(); the timestamps are the chunks'.
+    assert set(asr(speech, return_timestamps=False)) == {"text", "perception"}
+    assert asr(speech, return_timestamps=True)["chunks"] == asr(speech)["chunks"]
+    with pytest.raises(ValueError, match="times whole chunks"):
+        asr(speech, return_timestamps="word")
+
+
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
 def test_other_sampling_rates_are_resampled(asr, speech, rate):
     output = asr({"raw": soxr.resample(speech, 16000, rate), "sampling_rate": rate})
