@@ -127,7 +127,7 @@ def generate_ctc_transcript(
     """`generate` (the stock `GenerationMixin.generate`) stopped at `<|transcribe|>`, each row then continued with
     its CTC transcript and `<|eot|>`; rows that end without `<|transcribe|>` (no speech) stay as they are. The
     transcript is greedy for `beam_size` 1, else `ctc_prefix_beam_search`'s with `lm` weighted by the config's
-    `ctc_lm_weight` and `ctc_length_bonus`.
+    `ctc_lm_weight` and `ctc_length_bonus`; it is emptied by the config's no-speech rule (`is_unheard`).
 
     The encoder runs once for both heads. In a dict output the transcript steps' `scores`/`logits` are the CTC
     log-probabilities of the frame that emitted each token, `<|eot|>` scores 0 for itself and -inf elsewhere, padding
@@ -157,6 +157,8 @@ def generate_ctc_transcript(
             tokens = sequences.new_tensor(found)
         else:
             tokens = best[row, frames[row]]
+        if cut is not None and is_unheard(ids, log_probs[row, frames[row], tokens], config):
+            frames[row], tokens = frames[row][:0], tokens[:0]
         rows.append(sequences[row] if cut is None else torch.cat([sequences[row, :cut], tokens, tokens.new([eos])]))
         cuts.append(cut)
     spliced = padded_rows(rows, config.pad_token_id)
@@ -169,6 +171,19 @@ def generate_ctc_transcript(
             table = step_table(steps, spliced.shape[1] - prompt_length)
             setattr(output, field, _with_ctc_steps(table, log_probs, frames, cuts, prompt_length, eos))
     return output
+
+
+def is_unheard(ids: list[int], token_log_probs: torch.Tensor, config: PretrainedConfig) -> bool:
+    """Whisper's no-speech rule for a row `ids` (`<|sot|>` then its language) whose CTC transcript tokens have
+    `token_log_probs`: the language is `config.no_speech_token_id` and the tokens' mean log-probability is below
+    `config.no_speech_logprob_threshold`."""
+    threshold = config.no_speech_logprob_threshold
+    return (
+        threshold is not None
+        and ids[1:2] == [config.no_speech_token_id]
+        and len(token_log_probs) > 0
+        and token_log_probs.mean().item() < threshold
+    )
 
 
 def _with_ctc_steps(

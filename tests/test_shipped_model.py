@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import modeling_touchasp  # noqa: F401  (registers the pipeline)
+import numpy as np
 from transformers import pipeline
 
 from touchasp import DEFAULT_MODEL, main, resolve_model
@@ -21,6 +22,12 @@ def test_shipped_model_loads_with_pipeline_and_perceives(speech_path):
     assert asr.model.ngram_lm is not None and asr.model.ngram_lm.vocab_size == asr.model.config.vocab_size
     beam = asr(str(speech_path), num_experts_per_tok=1, generate_kwargs={"num_beams": 10})
     assert isinstance(beam["text"], str) and beam["perception"]["language"] == out["perception"]["language"]
+
+
+def test_digital_silence_reads_as_no_speech_with_an_empty_transcript():
+    asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
+    out = asr({"raw": np.zeros(32000, dtype=np.float32), "sampling_rate": 16000})
+    assert out["text"] == "" and out["perception"]["language"]["label"] == "nospeech"
 
 
 def test_cli_uses_the_shipped_model_by_default(speech_path, capsys):

@@ -61,8 +61,15 @@ class TouchASPConfig(PretrainedConfig):
         ctc_lm_weight (`float`), ctc_length_bonus (`float`): in that beam search, each token adds ctc_lm_weight *
             its log-probability under the model's token n-gram (`ngram_lm.safetensors`, when the folder has one)
             + ctc_length_bonus, which offsets the n-gram's pull towards short transcripts.
+        no_speech_token_id (`int`), no_speech_logprob_threshold (`float`): Whisper's two-condition no-speech rule
+            for CTC transcripts. A clip the decoder labels `<|nospeech|>` whose transcript's mean token
+            log-probability (each token's at the frame that emitted it) is below the threshold gets an empty
+            transcript: the length bonus otherwise writes stray tokens on silence. Both conditions, because a long
+            chunk of mostly silence may be labelled `<|nospeech|>` and still hold confidently heard speech.
+            None for either turns the rule off.
 
-    Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3.
+    Special ids follow `processing.task_tokens`: pad (also CTC blank) = 0, sot = 2, eot = 3, transcribe = 4,
+    nospeech = 37.
     """
 
     model_type = "touchasp"
@@ -119,6 +126,8 @@ class TouchASPConfig(PretrainedConfig):
         transcript_decoding: str = "attention",
         ctc_lm_weight: float = 0.5,
         ctc_length_bonus: float = 2.5,
+        no_speech_token_id: int | None = 37,
+        no_speech_logprob_threshold: float | None = -1.0,
         tie_word_embeddings: bool = True,
         is_encoder_decoder: bool = True,
         **kwargs,
@@ -163,6 +172,8 @@ class TouchASPConfig(PretrainedConfig):
         self.transcript_decoding = check_transcript_decoding(transcript_decoding)
         self.ctc_lm_weight = ctc_lm_weight
         self.ctc_length_bonus = ctc_length_bonus
+        self.no_speech_token_id = no_speech_token_id
+        self.no_speech_logprob_threshold = no_speech_logprob_threshold
         self._validate_elastic()
         _drop_custom_pipeline_when_registered(kwargs)
         super().__init__(

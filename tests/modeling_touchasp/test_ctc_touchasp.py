@@ -180,3 +180,32 @@ def test_a_prompt_that_holds_transcribe_and_words_keeps_them_before_the_ctc_tran
         ids = output.sequences[row].tolist()
         assert ids[: 5 + len(expected[row])] == prompt[row].tolist() + expected[row] + [config.eos_token_id]
     assert len(output.scores) == output.sequences.shape[1] - prompt.shape[1]
+
+
+def test_an_unconfident_transcript_of_a_nospeech_clip_is_emptied_and_a_confident_one_kept(model_and_inputs):
+    """Whisper's two conditions: the decoder says `<|nospeech|>` AND the transcript's mean log-probability is low."""
+    model, features, mask = model_and_inputs
+    config = model.config
+    start, transcribe = config.decoder_start_token_id, config.transcribe_token_id
+
+    def transcripts(language: int, **call) -> list[list[int]]:
+        prompt = torch.tensor([[start, language, transcribe]] * 2)
+        with torch.no_grad():
+            output = model.generate(features, attention_mask=mask, decoder_input_ids=prompt,
+                                    transcript_decoding="ctc", max_new_tokens=MAX_NEW_TOKENS, **call)
+        return [row[3 : row.index(config.eos_token_id)] for row in output.tolist()]
+
+    expected = reference_ctc(model, features, mask, k=None)
+    assert config.no_speech_logprob_threshold == -1.0  # Whisper's logprob_threshold
+    encoded = model.get_encoder()(features, mask)
+    log_probs = model.ctc_head(encoded.last_hidden_state).log_softmax(-1)
+    best, frames = ctc_greedy_frames(log_probs, encoded.attention_mask, config.pad_token_id)
+    for row, emitting in enumerate(frames):  # a random head is unsure of every transcript it writes
+        assert 0 < len(emitting) and log_probs[row, emitting, best[row, emitting]].mean() < -1.0
+    assert transcripts(config.no_speech_token_id) == [[], []]
+    assert transcripts(config.no_speech_token_id, num_beams=3) == [[], []]
+    assert transcripts(40) == expected  # another language: the rule does not apply
+    config.no_speech_logprob_threshold = -100.0  # the transcript is confident enough: kept
+    assert transcripts(config.no_speech_token_id) == expected
+    config.no_speech_logprob_threshold = None
+    assert transcripts(config.no_speech_token_id) == expected
