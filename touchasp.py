@@ -1,6 +1,6 @@
 """The `touchasp` command. `perceive` is the main job: audio files in, text and perception out.
 
-    touchasp perceive clip.wav other.mp3 [--model PATH] [-k K] [--language en] [--chunk-length-s 30] [--json]
+    touchasp perceive clip.wav other.mp3 [--model PATH] [-k K] [--language en] [--chunk-length-s 30] [--no-vad] [--json]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def perceive(args: argparse.Namespace) -> int:
     from processing.audio import TouchASPInputError
 
     asr = pipeline("automatic-speech-recognition", model=resolve_model(args.model))
-    call = {"num_experts_per_tok": args.num_experts_per_tok, "chunk_length_s": args.chunk_length_s}
+    call = {"num_experts_per_tok": args.num_experts_per_tok, "chunk_length_s": args.chunk_length_s, "vad": args.vad}
     if args.language:
         call["language"] = args.language
     if args.num_beams:
@@ -116,6 +116,10 @@ def add_perceive_arguments(parser: argparse.ArgumentParser) -> None:
         "model's n-gram LM when its folder has ngram_lm.safetensors",
     )
     parser.add_argument("--chunk-length-s", type=float, default=30.0, help="split long audio into chunks of this length")
+    parser.add_argument(
+        "--no-vad", dest="vad", action="store_false",
+        help="cut long audio into fixed chunks, not at the speech silero-vad finds (keeps the pauses' text)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.set_defaults(handler=perceive)
 

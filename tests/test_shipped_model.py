@@ -30,6 +30,18 @@ def test_digital_silence_reads_as_no_speech_with_an_empty_transcript():
     assert out["text"] == "" and out["perception"]["language"]["label"] == "nospeech"
 
 
+def test_long_audio_with_long_pauses_keeps_its_words_and_language(speech):
+    """Speech at 40 s and 82 s of 84 s of faint noise: VAD cuts it out of the noise, so both are heard as English
+    (in fixed 30 s chunks the noise outweighs it)."""
+    asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
+    audio = np.random.default_rng(0).normal(0, 0.001, 84 * 16000).astype(np.float32)
+    for start in (40 * 16000, 82 * 16000):
+        audio[start : start + len(speech)] += speech
+    out = asr(audio)
+    assert out["perception"]["language"]["label"] == "en"
+    assert len([chunk for chunk in out["chunks"] if chunk["text"]]) == 2
+
+
 def test_cli_uses_the_shipped_model_by_default(speech_path, capsys):
     assert resolve_model(None) == str(DEFAULT_MODEL)
     assert main(["perceive", str(speech_path), "--json"]) == 0

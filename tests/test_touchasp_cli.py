@@ -34,3 +34,16 @@ def test_perceive_reports_an_option_the_model_refuses(tiny_model_dir, speech_pat
     assert f"{speech_path}: num_experts_per_tok must lie in 1..8" in capsys.readouterr().err
     assert main(["perceive", str(speech_path), "--model", str(tiny_model_dir), "--language", "klingon"]) == 1
     assert "unknown language label 'klingon'" in capsys.readouterr().err
+
+
+def test_perceive_cuts_long_audio_at_speech_unless_told_not_to(tiny_model_dir, speech, tmp_path, capsys):
+    audio = np.random.default_rng(0).normal(0, 0.001, 50 * 16000).astype(np.float32)
+    audio[40 * 16000 : 40 * 16000 + len(speech)] += speech
+    path = tmp_path / "long.wav"
+    soundfile.write(path, audio, 16000)
+    bounds = {}
+    for flag in ([], ["--no-vad"]):
+        assert main(["perceive", str(path), "--model", str(tiny_model_dir), "--json", *flag]) == 0
+        bounds[bool(flag)] = [chunk["timestamp"] for chunk in json.loads(capsys.readouterr().out)["chunks"]]
+    assert len(bounds[True]) == 2 and bounds[True][0][1] < 30  # fixed: 28-30 s, then the rest
+    assert any(end - start < 3 for start, end in bounds[False])  # VAD: the speech alone

@@ -20,6 +20,11 @@ MIN_TAIL_FRACTION = 0.25
 # Cuts move to the quietest 25 ms frame within this many seconds before the nominal boundary, to spare words.
 CUT_SEARCH_S = 2.0
 _CUT_FRAME_S = 0.025
+# With VAD, a pause at least this long between speech regions is decoded apart from them (for its sound events):
+# the model, trained on tightly cut clips, loses words after a few seconds of silence or noise.
+VAD_MIN_PAUSE_S = 1.0
+# Speech regions are widened by this much on each side so that no word edge is cut.
+VAD_SPEECH_PAD_S = 0.2
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
@@ -32,21 +37,25 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
 
     - `num_experts_per_tok`: active routed experts per MoE layer (the elastic budget), passed to `generate`.
     - `language`: force the language slot (e.g. "en"); it is reported with score 1.0 and `"forced": True`.
-    - `chunk_length_s`: clips longer than this are decoded in chunks of about this length (default 30 s; 0
-      decodes any clip whole). Cuts fall at the quietest frame near each boundary; a short final tail joins
-      the last chunk.
+    - `chunk_length_s`: clips longer than this are decoded in chunks of at most about this length (default 30 s;
+      0 decodes any clip whole); a clip up to a quarter longer is decoded whole.
+    - `vad` (default True): how a long clip is cut. True: silero-vad finds the speech; speech regions, joined
+      across pauses shorter than 1 s up to the chunk length, are decoded apart from the longer pauses, which are
+      decoded for their sound events only: their text is dropped (as SenseVoice transcribes VAD segments only).
+      False: fixed chunks, each cut at the quietest frame within 2 s before its nominal end, a short final tail
+      joined to the last chunk, every chunk's text kept.
     - `return_perception` (default True) and `event_threshold` (see `TouchASPProcessor.decode_perception`).
 
     Returns `{"text", "perception", "chunks": [{"text", "timestamp": (start_s, end_s)}]}`, chunks present unless
     `return_timestamps=False` (one spanning the clip when it was not cut); timestamps are per chunk, so
     `return_timestamps="word"` or `"char"` is refused. For chunked audio the perception is aggregated: each slot's
-    `scores` are averaged over the chunks, weighted by chunk duration times the chunk's speech probability
-    (1 - P(`nospeech`)), so that silent stretches do not outvote speech; events are the union over chunks, each
-    with its best score. Decoding is greedy with at most 128 new tokens unless the model's generation config or
-    the call says otherwise, constrained to a well-formed task-token prefix (`processor.task_grammar()`); a
-    transcript that loops is decoded again by sampling (the model's temperature fallback, Whisper's rule; pass
-    `generate_kwargs={"compression_ratio_threshold": None}` to turn it off). Bad audio raises
-    `TouchASPInputError` (a `ValueError`) naming the input.
+    `scores` are averaged over the speech chunks (all chunks with `vad=False` or where VAD found no speech),
+    weighted by chunk duration times the chunk's speech probability (1 - P(`nospeech`)), so that silent stretches
+    do not outvote speech; events are the union over all chunks, each with its best score. Decoding is greedy
+    with at most 128 new tokens unless the model's generation config or the call says otherwise, constrained to
+    a well-formed task-token prefix (`processor.task_grammar()`); a transcript that loops is decoded again by
+    sampling (the model's temperature fallback, Whisper's rule; pass `generate_kwargs={"compression_ratio_threshold":
+    None}` to turn it off). Bad audio raises `TouchASPInputError` (a `ValueError`) naming the input.
     """
 
     # Optional rather than required (the stock flags are tokenizer and feature extractor only): a TouchASP model
@@ -79,6 +88,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         language: str | None = None,
         event_threshold: float | dict[str, float] | None = None,
         return_timestamps: bool | str | None = None,
+        vad: bool | None = None,
         **kwargs: Any,
     ):
         if not self.is_touchasp:
@@ -86,7 +96,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             named = dict(
                 chunk_length_s=chunk_length_s, return_perception=return_perception, language=language,
                 num_experts_per_tok=num_experts_per_tok, event_threshold=event_threshold,
-                return_timestamps=return_timestamps,
+                return_timestamps=return_timestamps, vad=vad,
             )
             return super()._sanitize_parameters(**{k: v for k, v in named.items() if v is not None}, **kwargs)
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
@@ -94,6 +104,8 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             if chunk_length_s != 0 and not chunk_length_s >= 1:
                 raise ValueError(f"chunk_length_s={chunk_length_s!r}; use 0 (never cut) or at least 1 second")
             preprocess_params["chunk_length_s"] = chunk_length_s
+        if vad is not None:
+            preprocess_params["vad"] = bool(vad)
         forward_params.update(kwargs.pop("generate_kwargs", {}))
         forward_params.update(kwargs)
         if forward_params.get("num_return_sequences", 1) != 1:
@@ -115,21 +127,45 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             postprocess_params["return_timestamps"] = return_timestamps
         return preprocess_params, forward_params, postprocess_params
 
-    def preprocess(self, inputs: Any, chunk_length_s: float | None = None, **kwargs: Any):
+    def preprocess(self, inputs: Any, chunk_length_s: float | None = None, vad: bool = True, **kwargs: Any):
         if not self.is_touchasp:
             yield from super().preprocess(inputs, chunk_length_s=chunk_length_s or 0, **kwargs)
             return
         waveform = self.processor.load_audio(inputs)
         rate = self.processor.feature_extractor.sampling_rate
-        bounds = chunk_bounds(waveform, rate, DEFAULT_CHUNK_LENGTH_S if chunk_length_s is None else chunk_length_s)
-        for index, (start, end) in enumerate(bounds):
+        chunk_length_s = DEFAULT_CHUNK_LENGTH_S if chunk_length_s is None else chunk_length_s
+        if vad and len(waveform) > chunk_length_s * rate * (1 + MIN_TAIL_FRACTION) > 0:
+            bounds = vad_bounds(waveform, rate, chunk_length_s, self.speech_regions(waveform, rate, chunk_length_s))
+        else:
+            bounds = [(start, end, True) for start, end in chunk_bounds(waveform, rate, chunk_length_s)]
+        for index, (start, end, is_speech) in enumerate(bounds):
             yield {
                 "is_last": index == len(bounds) - 1,
                 "timestamp": (round(start / rate, 3), round(end / rate, 3)),
+                "is_speech": is_speech,
                 **self.processor(audio=waveform[start:end], sampling_rate=rate, return_attention_mask=True).to(
                     dtype=self.dtype
                 ),
             }
+
+    def speech_regions(self, waveform: np.ndarray, rate: int, chunk_length_s: float) -> list[tuple[int, int]]:
+        """silero-vad's (start, end) sample bounds of speech, each widened by `VAD_SPEECH_PAD_S` and short enough
+        to join a chunk with a pause before it."""
+        try:
+            from silero_vad import get_speech_timestamps, load_silero_vad
+        except ImportError as error:
+            raise ImportError(
+                "cutting long audio at speech needs silero-vad (pip install silero-vad); or pass vad=False for "
+                "fixed-length chunks"
+            ) from error
+        if getattr(self, "_vad_model", None) is None:
+            self._vad_model = load_silero_vad()
+        regions = get_speech_timestamps(
+            torch.from_numpy(waveform), self._vad_model, sampling_rate=rate,
+            max_speech_duration_s=max(chunk_length_s - VAD_MIN_PAUSE_S, chunk_length_s / 2),  # padding included
+            speech_pad_ms=int(1000 * VAD_SPEECH_PAD_S),
+        )
+        return [(region["start"], region["end"]) for region in regions]
 
     def _forward(
         self,
@@ -168,14 +204,16 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         if not self.is_touchasp:
             return super().postprocess(model_outputs, **kwargs)
         chunks = [
-            {"text": output["decoded"]["text"].strip(), "timestamp": tuple(output["timestamp"])}
+            {"text": output["decoded"]["text"].strip() if output["is_speech"] else "",
+             "timestamp": tuple(output["timestamp"])}
             for output in model_outputs
         ]
         result = {"text": join_texts([chunk["text"] for chunk in chunks])}
         if return_perception:
             durations = [end - start for start, end in (chunk["timestamp"] for chunk in chunks)]
             result["perception"] = aggregate_perception(
-                [output["decoded"]["perception"] for output in model_outputs], durations
+                [output["decoded"]["perception"] for output in model_outputs], durations,
+                [output["is_speech"] for output in model_outputs],
             )
         if return_timestamps:
             result["chunks"] = chunks
@@ -209,6 +247,35 @@ def chunk_bounds(waveform: np.ndarray, rate: int, chunk_length_s: float) -> list
     return bounds
 
 
+def vad_bounds(
+    waveform: np.ndarray, rate: int, chunk_length_s: float, regions: list[tuple[int, int]]
+) -> list[tuple[int, int, bool]]:
+    """(start, end, is_speech) sample bounds covering `waveform`: speech `regions` (sorted, each shorter than a
+    chunk) joined across pauses shorter than `VAD_MIN_PAUSE_S` while within `chunk_length_s`, a short pause staying
+    with the speech after it (or before it, at the end); longer pauses on their own, in `chunk_bounds` pieces."""
+    min_pause, chunk = int(VAD_MIN_PAUSE_S * rate), int(chunk_length_s * rate)
+    bounds: list[list[int]] = []
+    speech: list[bool] = []
+    cursor = 0
+    for start, end in [*regions, (len(waveform), len(waveform))]:
+        start = max(start, cursor)
+        if start - cursor >= min_pause:
+            pieces = chunk_bounds(waveform[cursor:start], rate, chunk_length_s)
+            bounds += [[cursor + piece_start, cursor + piece_end] for piece_start, piece_end in pieces]
+            speech += [False] * len(pieces)
+        elif bounds and start == end:  # the end of the clip after a short pause
+            bounds[-1][1] = end
+        if start == end:
+            break
+        if speech and speech[-1] and end - bounds[-1][0] <= chunk:
+            bounds[-1][1] = end
+        else:
+            bounds.append([bounds[-1][1] if bounds else 0, end])
+            speech.append(True)
+        cursor = end
+    return [(start, end, is_speech) for (start, end), is_speech in zip(bounds, speech)]
+
+
 def join_texts(texts: list[str]) -> str:
     """Join chunk transcripts with a space, except next to Chinese or Japanese characters."""
     joined = ""
@@ -224,13 +291,20 @@ def _is_cjk(character: str) -> bool:
     return "\u2e80" <= character <= "\u9fff" or "\uff00" <= character <= "\uffef"
 
 
-def aggregate_perception(perceptions: list[dict], durations: list[float]) -> dict:
-    """One perception for a clip decoded in chunks; see `TouchASPPipeline` for the weighting."""
+def aggregate_perception(perceptions: list[dict], durations: list[float], is_speech: list[bool] | None = None) -> dict:
+    """One perception for a clip decoded in chunks; see `TouchASPPipeline` for the weighting. Language, emotion
+    and gender come from the chunks VAD found speech in (`is_speech`), all chunks when it found none; events from
+    every chunk."""
     if len(perceptions) == 1:
         return perceptions[0]
-    weights = [duration * _speech_probability(perception) for duration, perception in zip(durations, perceptions)]
+    voiced = list(is_speech) if is_speech and any(is_speech) else [True] * len(perceptions)
+    weights = [
+        duration * _speech_probability(perception) * flag
+        for duration, perception, flag in zip(durations, perceptions, voiced)
+    ]
     aggregated = {
-        slot: _average_slot([perception[slot] for perception in perceptions], weights)
+        slot: _average_slot([perception[slot] if flag else None for perception, flag in zip(perceptions, voiced)],
+                            weights)
         for slot in ("language", "emotion", "gender")
     }
     if all(perception["events"] is None for perception in perceptions):

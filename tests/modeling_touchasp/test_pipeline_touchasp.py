@@ -29,6 +29,7 @@ from modeling_touchasp.pipeline_touchasp import (
     chunk_bounds,
     default_max_new_tokens,
     join_texts,
+    vad_bounds,
 )
 from processing.audio import TouchASPInputError
 from processing.task_grammar import TaskGrammarLogitsProcessor
@@ -288,6 +289,48 @@ def test_chunk_perceptions_are_averaged_by_duration_times_speech_probability():
     assert perception["events"] == [{"label": "Speech", "score": 0.9}, {"label": "Silence", "score": 0.8}]
     certain_silence = {**silence, "language": {"label": "nospeech", "score": 1.0, "scores": {"nospeech": 1.0}}}
     assert aggregate_perception([certain_silence] * 2, [1.0, 1.0])["language"]["label"] == "nospeech"
+    # With VAD's flags only the speech chunk speaks for the slots; events still come from every chunk.
+    flagged = aggregate_perception([speech, silence], [10.0, 20.0], [True, False])
+    assert flagged["language"]["scores"] == pytest.approx({"en": 0.9, "nospeech": 0.1})
+    assert flagged["events"] == perception["events"]
+    assert aggregate_perception([speech, silence], [10.0, 20.0], [False, False]) == perception  # VAD found none
+
+
+def test_vad_bounds_keep_speech_apart_from_long_pauses_and_cover_the_clip():
+    rate, second = 16000, 16000
+    waveform = np.ones(100 * rate, dtype=np.float32)
+    regions = [(int(0.5 * second), 3 * second), (int(3.5 * second), 6 * second),  # a 0.5 s pause: joined
+               (50 * second, 55 * second), (int(55.5 * second), 70 * second),  # joined, 20 s < 30 s
+               (int(70.5 * second), 90 * second)]  # joining would pass 30 s: apart, with its short pause
+    assert vad_bounds(waveform, rate, 30, regions) == [
+        (0, 6 * second, True),  # the 0.5 s before the first region stays with it
+        (6 * second, 34 * second, False), (34 * second, 50 * second, False),  # 44 s without speech: 2 pieces
+        (50 * second, 70 * second, True), (70 * second, 90 * second, True), (90 * second, 100 * second, False),
+    ]
+    short_tail = vad_bounds(waveform, rate, 30, [(75 * second, int(99.5 * second))])
+    assert short_tail == [(0, 28 * second, False), (28 * second, 56 * second, False), (56 * second, 75 * second, False),
+                          (75 * second, 100 * second, True)]  # the last 0.5 s stays with the speech before it
+    assert vad_bounds(waveform, rate, 30, []) == [(*bound, False) for bound in chunk_bounds(waveform, rate, 30)]
+
+
+def test_long_audio_is_cut_at_speech_by_vad(asr, speech, monkeypatch):
+    """Two utterances 40 s apart over faint noise: each is decoded on its own, not inside a 30 s chunk of noise
+    (the trained model loses its words there), and the pauses are decoded too, for their sound events."""
+    seen = spy_on_generate(asr, monkeypatch)
+    rate = 16000
+    audio = np.random.default_rng(0).normal(0, 0.001, 84 * rate).astype(np.float32)
+    for start in (40 * rate, 82 * rate):
+        audio[start : start + len(speech)] += speech
+    output = asr(audio)
+    bounds = [chunk["timestamp"] for chunk in output["chunks"]]
+    assert bounds[0][0] == 0.0 and bounds[-1][1] == 84.0 and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    speech_s = len(speech) / rate
+    voiced = [(a, b) for a, b in bounds if any(a <= start + speech_s / 2 <= b for start in (40.0, 82.0))]
+    assert len(voiced) == 2 and all(b - a < speech_s + 2 * 1.0 for a, b in voiced)  # speech, a pause at most
+    # The random model writes text everywhere; only the speech chunks' is kept.
+    assert all(bool(chunk["text"]) == (chunk["timestamp"] in voiced) for chunk in output["chunks"])
+    assert all(b - a <= 30 for a, b in bounds) and len(seen) == len(bounds)
+    assert len(asr(audio, max_new_tokens=2, vad=False)["chunks"]) == 3  # fixed chunks of 28-30 s
 
 
 def test_ten_minutes_are_decoded_in_chunks_that_bound_what_the_model_sees(asr, speech, monkeypatch):
@@ -298,7 +341,7 @@ def test_ten_minutes_are_decoded_in_chunks_that_bound_what_the_model_sees(asr, s
     audio = np.random.default_rng(0).normal(0, 0.001, total).astype(np.float32)
     for start in range(0, total - len(speech), 10 * rate):
         audio[start : start + len(speech)] += speech
-    output = asr(audio, chunk_length_s=30, max_new_tokens=2)
+    output = asr(audio, chunk_length_s=30, max_new_tokens=2, vad=False)
     starts = [chunk["timestamp"][0] for chunk in output["chunks"]]
     ends = [chunk["timestamp"][1] for chunk in output["chunks"]]
     assert len(output["chunks"]) in (20, 21)  # each cut may move up to 2 s earlier, to a quiet frame
