@@ -71,6 +71,13 @@ class AugmentConfig:
     noise_prob: float = 0.0
     snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
     noise_max_clips: int = 256
+    # Silence at the clip's ends (NeMo's SilencePerturbation): up to silence_max_s at each end, over a recording's
+    # noise floor at silence_db dBFS RMS that also lies under the speech, or exact zeros (silence_zero_prob).
+    # Synthetic clips are cut tight; without it a model misreads speech that VAD segments or files pad.
+    silence_prob: float = 0.0
+    silence_max_s: float = 1.0
+    silence_db: list[float] = field(default_factory=lambda: [-80.0, -45.0])
+    silence_zero_prob: float = 0.25
 
 
 @dataclass
@@ -237,14 +244,16 @@ def augment_waveform(
     noise: list[NoiseClip],
     sampling_rate: int,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Speed perturbation (resampling: tempo and pitch change together, as in Kaldi's recipe) and additive noise
-    at an SNR drawn uniformly from `config.snr_db`; returns the waveform and the events of the noise mixed in
-    (none when no noise was). Every draw comes from `rng`, so a row seeded by its stream position is augmented
-    identically in any worker and after a resume."""
+    """Speed perturbation (resampling: tempo and pitch change together, as in Kaldi's recipe), silence at the ends
+    (`pad_with_silence`) and additive noise at an SNR drawn uniformly from `config.snr_db`; returns the waveform
+    and the events of the noise mixed in (none when no noise was). Every draw comes from `rng`, so a row seeded by
+    its stream position is augmented identically in any worker and after a resume."""
     if config.speed_prob > 0 and rng.random() < config.speed_prob:
         factor = float(rng.choice(config.speed_factors))
         if factor != 1.0:
             waveform = soxr.resample(waveform, sampling_rate * factor, sampling_rate).astype(np.float32)
+    if config.silence_prob > 0 and rng.random() < config.silence_prob:
+        waveform = pad_with_silence(waveform, rng, config, sampling_rate)
     if noise and config.noise_prob > 0 and rng.random() < config.noise_prob:
         clip = noise[int(rng.integers(len(noise)))]
         repeats = -(-len(waveform) // len(clip.waveform))
@@ -256,6 +265,19 @@ def augment_waveform(
         waveform = (waveform + background * np.sqrt(signal_power / (noise_power * 10 ** (snr / 10)))).astype(np.float32)
         return waveform, clip.events
     return waveform, ()
+
+
+def pad_with_silence(
+    waveform: np.ndarray, rng: np.random.Generator, config: AugmentConfig, sampling_rate: int
+) -> np.ndarray:
+    """`waveform` with 0 to `config.silence_max_s` seconds of silence before and after it (drawn apart), over a
+    Gaussian noise floor whose level is drawn from `config.silence_db`, or digital silence."""
+    before, after = (rng.uniform(0.0, config.silence_max_s, size=2) * sampling_rate).astype(int)
+    padded = np.concatenate([np.zeros(before, np.float32), waveform, np.zeros(after, np.float32)])
+    if rng.random() < config.silence_zero_prob:
+        return padded
+    level = 10 ** (rng.uniform(*config.silence_db) / 20)
+    return (padded + rng.normal(0.0, level, len(padded))).astype(np.float32)
 
 
 class Featurizer:

@@ -90,6 +90,10 @@ DEFAULTS: dict[str, Any] = {
         "noise_prob": 0.0,
         "snr_db": [5.0, 20.0],
         "noise_max_clips": 256,
+        "silence_prob": 0.0,
+        "silence_max_s": 1.0,
+        "silence_db": [-80.0, -45.0],
+        "silence_zero_prob": 0.25,
     },
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "eps": 1e-8},
     "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.0},  # name: cosine | noam | constant

@@ -10,6 +10,7 @@ from training.data import (
     Featurizer,
     PlannedBatch,
     StreamPosition,
+    augment_waveform,
     encode_flac,
     fits_decoder,
     load_corpus,
@@ -70,3 +71,20 @@ def test_mixed_in_noise_adds_its_events_to_labelled_rows_only(tiny_processor, tm
     np.testing.assert_array_equal(noisy["labels"], expected["labels"])
     assert not np.array_equal(noisy["labels"], clean["labels"])
     assert not np.allclose(noisy["input_features"], clean["input_features"])
+
+
+def test_silence_pads_both_ends_over_a_noise_floor_or_with_zeros():
+    waveform = np.full(16000, 0.5, dtype=np.float32)
+    config = AugmentConfig(silence_prob=1.0, silence_max_s=1.0, silence_db=[-60.0, -60.0], silence_zero_prob=0.0)
+    padded, events = augment_waveform(waveform, np.random.default_rng(0), config, [], 16000)
+    again, _ = augment_waveform(waveform, np.random.default_rng(0), config, [], 16000)
+    np.testing.assert_array_equal(padded, again)  # seeded: the same after a resume
+    assert events == () and padded.dtype == np.float32 and 16000 < len(padded) <= 48000
+    start = int(np.flatnonzero(np.abs(padded - 0.5) < 0.01)[0])
+    assert start > 0 and np.std(padded[:start]) == pytest.approx(10 ** (-60 / 20), rel=0.3)
+    assert np.std(padded[start : start + 16000]) > 0  # the floor lies under the speech too
+    only_zeros = AugmentConfig(silence_prob=1.0, silence_zero_prob=1.0)
+    zeros, _ = augment_waveform(waveform, np.random.default_rng(1), only_zeros, [], 16000)
+    assert set(np.unique(zeros)) <= {0.0, 0.5} and len(zeros) > 16000
+    untouched, _ = augment_waveform(waveform, np.random.default_rng(0), AugmentConfig(), [], 16000)
+    np.testing.assert_array_equal(untouched, waveform)
