@@ -17,8 +17,8 @@
 #   --transcript-decoding ctc
 #   --num-beams 10 --ngram-lm models/touchasp-tiny/ngram_lm.safetensors
 # (stage 4 was released without the last line, 2026-12-04, and the n-gram added to its folder after, by the command
-# in training/README.md "CTC beam search with a token n-gram"; stages 5 and 6 were released with it, 2026-12-05 and
-# 2026-12-07). From stage 5 on the stages' own evaluations use greedy CTC transcripts.
+# in training/README.md "CTC beam search with a token n-gram"; stages 5, 6 and 7 were released with it, 2026-12-05,
+# 2026-12-07 and 2026-12-07). From stage 5 on the stages' own evaluations use greedy CTC transcripts.
 # TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
@@ -52,6 +52,10 @@ for ((n = 1; n <= last; n++)); do
     averaging=(--set checkpoint.average_last=3)
   fi
   corpora="[$corpora]"
+  # From stage 9 on half the clips get 0-1 s of silence at each end, over a noise floor (training/README.md,
+  # "Silence at clip ends"): stage 7 misread speech that VAD segments and recorded files pad.
+  augment=()
+  if ((n >= 9)); then augment=(--set augment.silence_prob=0.5); fi
   if [[ ! -d $kept/final ]]; then
     if [[ -z $prev ]]; then  # stage 1 trains the tokenizer and fits global CMVN
       start=(--set tokenizer.vocab_size=4000)
@@ -59,7 +63,7 @@ for ((n = 1; n <= last; n++)); do
       start=(--set "model.init_from=$prev" --set optimizer.lr=1.0e-3 --set schedule.warmup_steps=100)
     fi
     "$touchasp" train --config training/configs/tiny.yaml "${twin[@]}" --set "data.corpora=$corpora" "${common[@]}" \
-        "${start[@]}" "${averaging[@]}" \
+        "${start[@]}" "${averaging[@]}" "${augment[@]}" \
         --set "seed=$((n - 1))" --set "output_dir=runs/$run" --resume
     if [[ ! -d runs/$run/final ]]; then  # TOUCHASP=echo, the dry run: print each stage's call, keep nothing
       prev=$kept/final && continue
