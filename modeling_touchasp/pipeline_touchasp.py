@@ -298,10 +298,7 @@ def aggregate_perception(perceptions: list[dict], durations: list[float], is_spe
     if len(perceptions) == 1:
         return perceptions[0]
     voiced = list(is_speech) if is_speech and any(is_speech) else [True] * len(perceptions)
-    weights = [
-        duration * _speech_probability(perception) * flag
-        for duration, perception, flag in zip(durations, perceptions, voiced)
-    ]
+    weights = [duration * _speech_probability(perception) for duration, perception in zip(durations, perceptions)]
     aggregated = {
         slot: _average_slot([perception[slot] if flag else None for perception, flag in zip(perceptions, voiced)],
                             weights)
