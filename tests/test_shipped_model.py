@@ -25,9 +25,17 @@ def test_shipped_model_loads_with_pipeline_and_perceives(speech_path):
 
 
 def test_digital_silence_reads_as_no_speech_with_an_empty_transcript():
+    """The model's own no-speech rule, VAD off."""
     asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
-    out = asr({"raw": np.zeros(32000, dtype=np.float32), "sampling_rate": 16000})
+    out = asr({"raw": np.zeros(32000, dtype=np.float32), "sampling_rate": 16000}, vad=False)
     assert out["text"] == "" and out["perception"]["language"]["label"] == "nospeech"
+
+
+def test_faint_noise_gets_no_transcript():
+    """Without VAD the stage 7 model writes "Τ" into 3 s of -60 dBFS noise; VAD hears no speech there."""
+    asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
+    noise = np.random.default_rng(0).normal(0, 0.001, 3 * 16000).astype(np.float32)
+    assert asr(noise)["text"] == ""
 
 
 def test_long_audio_with_long_pauses_keeps_its_words_and_language(speech):

@@ -25,6 +25,11 @@ _CUT_FRAME_S = 0.025
 VAD_MIN_PAUSE_S = 1.0
 # Speech regions are widened by this much on each side so that no word edge is cut.
 VAD_SPEECH_PAD_S = 0.2
+# With VAD, a clip short enough to decode whole is decoded for its events only when silero-vad's speech probability
+# stays under this in every 32 ms frame: the model writes words into faint noise. Silero's own threshold is 0.5 and
+# misses single short words; on the held-out split every speech row peaks at 0.32 or more, noise from -80 to -20
+# dBFS under 0.16 (benchmarks/bench_vad_probe.py).
+VAD_NO_SPEECH_PROBABILITY = 0.2
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
@@ -39,9 +44,10 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
     - `language`: force the language slot (e.g. "en"); it is reported with score 1.0 and `"forced": True`.
     - `chunk_length_s`: clips longer than this are decoded in chunks of at most about this length (default 30 s;
       0 decodes any clip whole); a clip up to a quarter longer is decoded whole.
-    - `vad` (default True): how a long clip is cut. True: silero-vad finds the speech; speech regions, joined
-      across pauses shorter than 1 s up to the chunk length, are decoded apart from the longer pauses, which are
-      decoded for their sound events only: their text is dropped (as SenseVoice transcribes VAD segments only).
+    - `vad` (default True): silero-vad decides what is speech. A long clip: speech regions, joined across pauses
+      shorter than 1 s up to the chunk length, are decoded apart from the longer pauses, which are decoded for
+      their sound events only: their text is dropped (as SenseVoice transcribes VAD segments only). A clip decoded
+      whole: its text is dropped when no 32 ms frame reaches speech probability 0.2 (faint noise, a bell).
       False: fixed chunks, each cut at the quietest frame within 2 s before its nominal end, a short final tail
       joined to the last chunk, every chunk's text kept.
     - `return_perception` (default True) and `event_threshold` (see `TouchASPProcessor.decode_perception`).
@@ -136,8 +142,11 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         chunk_length_s = DEFAULT_CHUNK_LENGTH_S if chunk_length_s is None else chunk_length_s
         if vad and len(waveform) > chunk_length_s * rate * (1 + MIN_TAIL_FRACTION) > 0:
             bounds = vad_bounds(waveform, rate, chunk_length_s, self.speech_regions(waveform, rate, chunk_length_s))
-        else:
-            bounds = [(start, end, True) for start, end in chunk_bounds(waveform, rate, chunk_length_s)]
+        else:  # one piece when vad is on (the clip is short enough), so the probe runs once
+            bounds = [
+                (start, end, not vad or self.hears_speech(waveform[start:end], rate))
+                for start, end in chunk_bounds(waveform, rate, chunk_length_s)
+            ]
         for index, (start, end, is_speech) in enumerate(bounds):
             yield {
                 "is_last": index == len(bounds) - 1,
@@ -151,21 +160,32 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
     def speech_regions(self, waveform: np.ndarray, rate: int, chunk_length_s: float) -> list[tuple[int, int]]:
         """silero-vad's (start, end) sample bounds of speech, each widened by `VAD_SPEECH_PAD_S` and short enough
         to join a chunk with a pause before it."""
-        try:
-            from silero_vad import get_speech_timestamps, load_silero_vad
-        except ImportError as error:
-            raise ImportError(
-                "cutting long audio at speech needs silero-vad (pip install silero-vad); or pass vad=False for "
-                "fixed-length chunks"
-            ) from error
-        if getattr(self, "_vad_model", None) is None:
-            self._vad_model = load_silero_vad()
+        model = self.vad_model()
+        from silero_vad import get_speech_timestamps
+
         regions = get_speech_timestamps(
-            torch.from_numpy(waveform), self._vad_model, sampling_rate=rate,
+            torch.from_numpy(waveform), model, sampling_rate=rate,
             max_speech_duration_s=max(chunk_length_s - VAD_MIN_PAUSE_S, chunk_length_s / 2),  # padding included
             speech_pad_ms=int(1000 * VAD_SPEECH_PAD_S),
         )
         return [(region["start"], region["end"]) for region in regions]
+
+    def hears_speech(self, waveform: np.ndarray, rate: int) -> bool:
+        """Whether silero-vad's speech probability reaches `VAD_NO_SPEECH_PROBABILITY` in some frame."""
+        return peak_speech_probability(self.vad_model(), waveform, rate) >= VAD_NO_SPEECH_PROBABILITY
+
+    def vad_model(self) -> torch.nn.Module:
+        """silero-vad's model, loaded on first use."""
+        if getattr(self, "_vad_model", None) is None:
+            try:
+                from silero_vad import load_silero_vad
+            except ImportError as error:
+                raise ImportError(
+                    "vad=True needs silero-vad (pip install silero-vad); or pass vad=False (fixed-length chunks, "
+                    "every chunk's text kept)"
+                ) from error
+            self._vad_model = load_silero_vad()
+        return self._vad_model
 
     def _forward(
         self,
@@ -223,6 +243,11 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
 def default_max_new_tokens(config) -> int:
     """`DEFAULT_MAX_NEW_TOKENS`, or fewer where the decoder's learned positions end first (sot + language + tokens)."""
     return min(DEFAULT_MAX_NEW_TOKENS, config.max_target_positions - 2)
+
+
+def peak_speech_probability(vad_model: torch.nn.Module, waveform: np.ndarray, rate: int) -> float:
+    """silero-vad's highest speech probability over the 32 ms frames of `waveform`."""
+    return float(vad_model.audio_forward(torch.from_numpy(waveform), rate).max())
 
 
 def chunk_bounds(waveform: np.ndarray, rate: int, chunk_length_s: float) -> list[tuple[int, int]]:

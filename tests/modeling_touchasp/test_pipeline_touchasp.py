@@ -217,6 +217,15 @@ def test_silence_returns_without_error(asr):
     assert_touchasp_output(output, 1.0)
 
 
+def test_a_clip_without_speech_keeps_no_text_unless_vad_is_off(asr, speech):
+    """The random model writes text for anything; VAD keeps it for speech only, faint noise gets none."""
+    noise = np.random.default_rng(0).normal(0, 0.001, 3 * 16000).astype(np.float32)
+    heard = asr(noise)
+    assert heard["text"] == "" and [chunk["text"] for chunk in heard["chunks"]] == [""]
+    assert_touchasp_output(heard, 3.0)
+    assert asr(noise, vad=False)["text"] and asr(speech)["text"]
+
+
 @pytest.mark.parametrize("suffix", ["flac", "ogg", "mp3"])
 def test_encoded_files_and_their_bytes_are_decoded(asr, speech_path, tmp_path, suffix):
     path = tmp_path / f"speech.{suffix}"
