@@ -35,6 +35,8 @@ from datasets.distributed import split_dataset_by_node
 from processing.processing_touchasp import TouchASPProcessor
 
 TARGET_FIELDS = ("text", "language", "emotion", "gender", "events")
+# The targets of a silence row (`AugmentConfig.silence_row_prob`): AudioSet's `Silence`, no speech, nothing else known.
+SILENCE_TARGETS = {"text": "", "language": "nospeech", "emotion": None, "gender": None, "events": ["Silence"]}
 # The language label of rows without speech (event and music clips).
 NO_SPEECH = "nospeech"
 # The corpus row schema of DESIGN.md section 6.
@@ -78,6 +80,9 @@ class AugmentConfig:
     silence_max_s: float = 1.0
     silence_db: list[float] = field(default_factory=lambda: [-80.0, -45.0])
     silence_zero_prob: float = 0.25
+    # Rows replaced by that noise floor alone, for the whole clip (silence_row_prob), labelled `SILENCE_TARGETS`: every
+    # corpus row holds speech or a sound event, so a model never taught silence hears `Speech` in it.
+    silence_row_prob: float = 0.0
 
 
 @dataclass
@@ -274,10 +279,16 @@ def pad_with_silence(
     Gaussian noise floor whose level is drawn from `config.silence_db`, or digital silence."""
     before, after = (rng.uniform(0.0, config.silence_max_s, size=2) * sampling_rate).astype(int)
     padded = np.concatenate([np.zeros(before, np.float32), waveform, np.zeros(after, np.float32)])
+    return padded + noise_floor(len(padded), rng, config)
+
+
+def noise_floor(length: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """`length` samples of Gaussian noise at a level drawn from `config.silence_db` dBFS RMS, or zeros
+    (`config.silence_zero_prob`)."""
     if rng.random() < config.silence_zero_prob:
-        return padded
+        return np.zeros(length, np.float32)
     level = 10 ** (rng.uniform(*config.silence_db) / 20)
-    return (padded + rng.normal(0.0, level, len(padded))).astype(np.float32)
+    return rng.normal(0.0, level, length).astype(np.float32)
 
 
 class Featurizer:
@@ -297,12 +308,18 @@ class Featurizer:
 
     def __call__(self, batch: PlannedBatch) -> dict[str, np.ndarray]:
         """Inputs (`input_features`, `attention_mask`, `labels`, `decoder_input_ids`) as numpy arrays. Events of
-        mixed-in noise join a row's labelled events (unlabelled events stay unlabelled)."""
+        mixed-in noise join a row's labelled events (unlabelled events stay unlabelled); a silence row (same length)
+        takes `SILENCE_TARGETS`."""
         waveforms = []
         targets = {name: [row[name] for row in batch.rows] for name in TARGET_FIELDS}
         for number, (row, index) in enumerate(zip(batch.rows, batch.indices)):
             waveform = self.processor.load_audio(row["audio"])
             rng = np.random.default_rng([self.seed, self.rank, batch.epoch, index])
+            if self.augment.silence_row_prob > 0 and rng.random() < self.augment.silence_row_prob:
+                waveforms.append(noise_floor(len(waveform), rng, self.augment))
+                for name, value in SILENCE_TARGETS.items():
+                    targets[name][number] = value
+                continue
             waveform, heard = augment_waveform(waveform, rng, self.augment, self.noise, self.sampling_rate)
             waveforms.append(waveform)
             if heard and row["events"] is not None:

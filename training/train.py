@@ -94,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
         "silence_max_s": 1.0,
         "silence_db": [-80.0, -45.0],
         "silence_zero_prob": 0.25,
+        "silence_row_prob": 0.0,
     },
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "eps": 1e-8},
     "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.0},  # name: cosine | noam | constant

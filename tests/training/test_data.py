@@ -6,6 +6,7 @@ import pytest
 from training.data import (
     CORPUS_FEATURES,
     NO_SPEECH,
+    SILENCE_TARGETS,
     AugmentConfig,
     Featurizer,
     PlannedBatch,
@@ -15,6 +16,7 @@ from training.data import (
     fits_decoder,
     load_corpus,
     load_noise_clips,
+    noise_floor,
     write_corpus,
 )
 
@@ -88,3 +90,23 @@ def test_silence_pads_both_ends_over_a_noise_floor_or_with_zeros():
     assert set(np.unique(zeros)) <= {0.0, 0.5} and len(zeros) > 16000
     untouched, _ = augment_waveform(waveform, np.random.default_rng(0), AugmentConfig(), [], 16000)
     np.testing.assert_array_equal(untouched, waveform)
+
+
+def test_silence_rows_are_a_quiet_floor_labelled_nospeech_and_silence(tiny_processor, tmp_path):
+    speech = write_events_corpus(tmp_path / "speech", [
+        ("a", "en", "hello world", ["Speech"], 5), ("b", "en", "hello", ["Speech"], 6),
+    ])  # fmt: skip
+    rows = list(load_corpus(speech))
+    batch = PlannedBatch(rows, [0, 1], 0, StreamPosition())
+    config = AugmentConfig(silence_row_prob=1.0, silence_db=[-60.0, -60.0], silence_zero_prob=0.0, noise_prob=1.0)
+    silent = Featurizer(tiny_processor, config, [], seed=0, rank=0)(batch)
+    expected = tiny_processor(**{name: [value] * 2 for name, value in SILENCE_TARGETS.items()}, return_tensors="np")
+    np.testing.assert_array_equal(silent["labels"], expected["labels"])
+    clean = Featurizer(tiny_processor, AugmentConfig(), [], seed=0, rank=0)(batch)
+    assert silent["input_features"].shape == clean["input_features"].shape  # same length as the row
+    assert not np.allclose(silent["input_features"], clean["input_features"])
+    again = Featurizer(tiny_processor, config, [], seed=0, rank=0)(batch)
+    np.testing.assert_array_equal(silent["input_features"], again["input_features"])  # seeded: the same after a resume
+    floor = noise_floor(48000, np.random.default_rng(0), config)
+    assert floor.dtype == np.float32 and np.std(floor) == pytest.approx(10 ** (-60 / 20), rel=0.05)
+    assert not noise_floor(100, np.random.default_rng(0), AugmentConfig(silence_zero_prob=1.0)).any()
