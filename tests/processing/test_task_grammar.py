@@ -36,6 +36,16 @@ def test_each_single_label_slot_allows_exactly_its_tokens(grammar, tokenizer):
     assert allowed(grammar, tokenizer, [[sot, en, sad]]) == [set(ids(tokenizer, *SLOT_TOKENS["gender"]))]
 
 
+def test_no_speech_leaves_emotion_and_gender_unknown_as_its_training_rows_do(grammar, tokenizer):
+    sot, en, nospeech, unknown_emotion, sad = ids(tokenizer, SOT, "<|en|>", "<|nospeech|>", "<|EMO_UNKNOWN|>", "<|SAD|>")
+    assert allowed(grammar, tokenizer, [[sot, nospeech], [sot, en]]) == [
+        {unknown_emotion}, set(ids(tokenizer, *SLOT_TOKENS["emotion"])),
+    ]  # fmt: skip
+    assert allowed(grammar, tokenizer, [[sot, nospeech, unknown_emotion], [sot, en, sad]]) == [
+        set(ids(tokenizer, "<|gender_unknown|>")), set(ids(tokenizer, *SLOT_TOKENS["gender"])),
+    ]  # fmt: skip
+
+
 def test_events_follow_canonical_order_and_the_rest_of_the_prefix_is_fixed(grammar, tokenizer):
     prefix = ids(tokenizer, SOT, "<|en|>", "<|SAD|>", "<|male|>")
     events = ids(tokenizer, *SLOT_TOKENS["events"])
