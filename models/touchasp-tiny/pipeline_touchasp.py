@@ -47,7 +47,9 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
     - `vad` (default True): silero-vad decides what is speech. A long clip: speech regions, joined across pauses
       shorter than 1 s up to the chunk length, are decoded apart from the longer pauses, which are decoded for
       their sound events only: their text is dropped (as SenseVoice transcribes VAD segments only). A clip decoded
-      whole: its text is dropped when no 32 ms frame reaches speech probability 0.2 (faint noise, a bell).
+      whole is treated as such a pause when no 32 ms frame reaches speech probability 0.2 (faint noise, a bell).
+      Pauses are decoded with the language forced to `nospeech` (reported `"forced": True`; a caller's `language`
+      wins), which leaves emotion and gender unknown and the events to the model's no-speech prefix.
       False: fixed chunks, each cut at the quietest frame within 2 s before its nominal end, a short final tail
       joined to the last chunk, every chunk's text kept.
     - `return_perception` (default True) and `event_threshold` (see `TouchASPProcessor.decode_perception`).
@@ -85,6 +87,7 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
             )
         if self.is_touchasp:
             self.task_grammar = self.processor.task_grammar()
+            self.no_speech_prompt = self.processor.decoder_prompt("nospeech")
 
     def _sanitize_parameters(
         self,
@@ -197,25 +200,38 @@ class TouchASPPipeline(AutomaticSpeechRecognitionPipeline):
         if not self.is_touchasp:
             return super()._forward(model_inputs, **generate_kwargs)
         features = model_inputs.pop("input_features")
-        if decoder_prompt is not None:
-            prompts = [decoder_prompt] * len(features)
-            generate_kwargs["decoder_input_ids"] = torch.tensor(prompts, device=features.device)
+        attention_mask = model_inputs.pop("attention_mask")
+        is_last = model_inputs.pop("is_last")
+        # Batched inputs (batch_size > 1) arrive collated, `is_last` and `is_speech` lists; the pipeline splits our
+        # lists per row.
+        heard = model_inputs["is_speech"] if isinstance(is_last, list) else [model_inputs["is_speech"]]
         generate_kwargs["logits_processor"] = LogitsProcessorList(
             [*generate_kwargs.get("logits_processor", []), self.task_grammar]
         )
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         generate_kwargs.update(return_dict_in_generate=True, output_scores=True)  # the perception needs the scores
-        output = self.model.generate(
-            input_features=features, attention_mask=model_inputs.pop("attention_mask"), **generate_kwargs
-        )
-        decoded = self.processor.decode_perception(
-            output.sequences,
-            output.scores,
-            beam_indices=output.get("beam_indices"),
-            event_threshold=event_threshold,
-        )
-        is_last = model_inputs.pop("is_last")
-        # Batched inputs (batch_size > 1) arrive collated, `is_last` a list; the pipeline splits our lists per row.
+        # Where VAD heard no speech the language slot is forced to `nospeech` (a caller's `language` wins), so the
+        # other slots and the events follow the model's no-speech prefix; rows with the same prompt share a call.
+        if decoder_prompt is not None:
+            groups = [(list(range(len(heard))), decoder_prompt)]
+        else:
+            groups = [([row for row, speech in enumerate(heard) if speech == voiced], prompt)
+                      for voiced, prompt in ((True, None), (False, self.no_speech_prompt))]  # fmt: skip
+        decoded = [None] * len(heard)
+        for rows, prompt in groups:
+            if not rows:
+                continue
+            prompt_kwargs = dict(generate_kwargs)
+            if prompt is not None:
+                prompt_kwargs["decoder_input_ids"] = torch.tensor([prompt] * len(rows), device=features.device)
+            output = self.model.generate(
+                input_features=features[rows], attention_mask=attention_mask[rows], **prompt_kwargs
+            )
+            perceptions = self.processor.decode_perception(
+                output.sequences, output.scores, beam_indices=output.get("beam_indices"), event_threshold=event_threshold
+            )
+            for row, perception in zip(rows, perceptions):
+                decoded[row] = perception
         return {"is_last": is_last, "decoded": decoded if isinstance(is_last, list) else decoded[0], **model_inputs}
 
     def postprocess(

@@ -213,17 +213,25 @@ def test_stereo_is_mixed_down(asr, speech, tmp_path):
 
 
 def test_silence_returns_without_error(asr):
-    output = asr(np.zeros(16000, dtype=np.float32))
-    assert_touchasp_output(output, 1.0)
+    assert_touchasp_output(asr(np.zeros(16000, dtype=np.float32), vad=False), 1.0)
 
 
-def test_a_clip_without_speech_keeps_no_text_unless_vad_is_off(asr, speech):
-    """The random model writes text for anything; VAD keeps it for speech only, faint noise gets none."""
-    noise = np.random.default_rng(0).normal(0, 0.001, 3 * 16000).astype(np.float32)
-    heard = asr(noise)
-    assert heard["text"] == "" and [chunk["text"] for chunk in heard["chunks"]] == [""]
-    assert_touchasp_output(heard, 3.0)
-    assert asr(noise, vad=False)["text"] and asr(speech)["text"]
+@pytest.mark.parametrize("kind", ["zeros", "faint noise"])
+def test_a_clip_without_speech_is_decoded_as_no_speech_unless_vad_is_off(asr, speech, kind, monkeypatch):
+    """The random model writes text and any language for anything; where VAD hears no speech the language slot
+    is forced to `nospeech` (so emotion and gender are unknown, by the task grammar) and no text is kept."""
+    audio = np.random.default_rng(0).normal(0, 0.001 if kind == "faint noise" else 0, 3 * 16000).astype(np.float32)
+    seen = spy_on_generate(asr, monkeypatch)
+    heard = asr(audio)
+    assert seen[0]["decoder_input_ids"].tolist() == [asr.processor.decoder_prompt("nospeech")]
+    assert heard["text"] == "" and heard["chunks"] == [{"text": "", "timestamp": (0.0, 3.0)}]
+    perception = heard["perception"]
+    assert perception["language"] == {"label": "nospeech", "score": 1.0, "scores": {"nospeech": 1.0}, "forced": True}
+    assert (perception["emotion"]["label"], perception["gender"]["label"]) == ("EMO_UNKNOWN", "gender_unknown")
+    assert asr(audio, language="en")["perception"]["language"]["label"] == "en"  # the caller's language wins
+    unheard = asr(audio, vad=False)
+    assert unheard["text"] and unheard["perception"]["language"]["label"] != "nospeech"
+    assert asr(speech)["text"]
 
 
 @pytest.mark.parametrize("suffix", ["flac", "ogg", "mp3"])
@@ -339,6 +347,11 @@ def test_long_audio_is_cut_at_speech_by_vad(asr, speech, monkeypatch):
     # The random model writes text everywhere; only the speech chunks' is kept.
     assert all(bool(chunk["text"]) == (chunk["timestamp"] in voiced) for chunk in output["chunks"])
     assert all(b - a <= 30 for a, b in bounds) and len(seen) == len(bounds)
+    # Pauses are decoded as no speech; batched, speech and pause rows go to `generate` apart and come back in order.
+    prompts = [kwargs.get("decoder_input_ids") for kwargs in seen]
+    assert [prompt is None for prompt in prompts] == [chunk["timestamp"] in voiced for chunk in output["chunks"]]
+    assert_same_output(asr(audio, batch_size=8), output)
+    assert len(seen) == len(bounds) + 2  # one batch of each kind
     assert len(asr(audio, max_new_tokens=2, vad=False)["chunks"]) == 3  # fixed chunks of 28-30 s
 
 
