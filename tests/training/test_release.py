@@ -1,14 +1,19 @@
 """The shipped model's target check and training history, on hand-made evaluation results and run folders."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from transformers import GenerationConfig, pipeline
+
+import modeling_touchasp  # noqa: F401  (registers the pipeline)
 
 from training.release import (
     check_corpora_listed,
     earlier_twin_results,
     plot_training_curves,
+    suppress_untaught_emotions,
     targets,
     targets_markdown,
     training_data,
@@ -184,3 +189,20 @@ def test_training_history_refuses_a_folder_that_is_not_a_run(tmp_path):
     (run / "examples.jsonl").write_text(json.dumps({"step": 2, "loss": 1.0, "audio_seconds": 1, "step_seconds": 1}))
     with pytest.raises(ValueError, match="every step"):
         training_history([run])
+
+
+def test_emotions_no_row_taught_are_suppressed_so_the_model_reports_unknown(tiny_model_dir, speech, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    asr = pipeline("automatic-speech-recognition", model=str(model_dir), max_new_tokens=4)
+    assert asr(speech)["perception"]["emotion"]["label"] != "EMO_UNKNOWN"  # the random model picks any
+    suppress_untaught_emotions(model_dir, taught=["HAPPY"])
+    suppressed = GenerationConfig.from_pretrained(model_dir).suppress_tokens
+    tokenizer = asr.processor.tokenizer
+    assert set(tokenizer.convert_ids_to_tokens(suppressed)) == {
+        "<|SAD|>", "<|ANGRY|>", "<|NEUTRAL|>", "<|FEARFUL|>", "<|DISGUSTED|>", "<|SURPRISED|>",
+    }  # fmt: skip
+    asr = pipeline("automatic-speech-recognition", model=str(model_dir), max_new_tokens=4)
+    emotion = asr(speech)["perception"]["emotion"]
+    assert emotion["label"] in ("HAPPY", "EMO_UNKNOWN") and sum(emotion["scores"].values()) == pytest.approx(1.0)
+    assert emotion["scores"]["SAD"] == 0.0
