@@ -32,7 +32,7 @@ def test_digital_silence_reads_as_no_speech_with_an_empty_transcript():
 
 
 def test_faint_noise_gets_no_transcript():
-    """Without VAD the stage 7 model writes "Τ" into 3 s of -60 dBFS noise; VAD hears no speech there."""
+    """Without VAD the stage 7 model wrote "Τ" into 3 s of -60 dBFS noise; VAD hears no speech there."""
     asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
     noise = np.random.default_rng(0).normal(0, 0.001, 3 * 16000).astype(np.float32)
     assert asr(noise)["text"] == ""

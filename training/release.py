@@ -45,7 +45,7 @@ from hub_cards.export import export_model
 from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS
 from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE
 from processing.task_tokens import EMOTIONS, UNKNOWN_EMOTION, emotion_token
-from training.evaluation import evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
+from training.evaluation import budget_table, evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
 from training.train import RECIPE_FILE
 
 PARTS = ("synthetic", "real", "events")
@@ -339,6 +339,9 @@ def release(
     overall = evaluate_model(
         staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding, **decoding
     )
+    overall["model"] = str(elastic)  # not the staged copy's path, which is gone once released
+    (evaluation / "results.json").write_text(json.dumps(overall, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (evaluation / "budget_table.md").write_text(budget_table(overall), encoding="utf-8")
     parts = score_parts(subset, evaluation, overall)
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
