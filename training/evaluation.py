@@ -280,6 +280,8 @@ def evaluate_model(
     transcript_decoding: str | None = None,
     num_beams: int | None = None,
     ngram_lm: str | Path | None = None,
+    model_name: str | None = None,
+    data_name: str | None = None,
 ) -> dict[str, Any]:
     """Score the model at each k in `ks` (default: its `elastic_k_choices`) on the first `max_rows` rows (all when
     None; the corpora shuffle their test rows, so the first ones are a sample), the transcript written by the head
@@ -288,6 +290,8 @@ def evaluate_model(
     folder's), and write to `out_dir`:
     `results.json` (what this returns), `budget_table.md`, `hypotheses_k{k}.jsonl` (per-row output), and the
     plots `quality_vs_active_parameters.png`, `rtf_vs_k.png`, `lid_confusion_k{k}.png` (when rows carry languages).
+    `model_name` and `data_name` say what the files call the model and the data (default: their paths), for a
+    caller that scores a temporary copy.
     """
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
@@ -335,8 +339,8 @@ def evaluate_model(
             }
         )
     results = {
-        "model": str(model_path),
-        "data": str(data_spec),
+        "model": model_name or str(model_path),
+        "data": data_name or str(data_spec),
         "rows": len(rows),
         "total_parameters": model.num_parameters(),
         "batch_size": batch_size,

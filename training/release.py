@@ -45,7 +45,7 @@ from hub_cards.export import export_model
 from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS
 from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE
 from processing.task_tokens import EMOTIONS, UNKNOWN_EMOTION, emotion_token
-from training.evaluation import budget_table, evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
+from training.evaluation import evaluate_model, load_metrics, parse_ks, plt, read_rows, score_rows
 from training.train import RECIPE_FILE
 
 PARTS = ("synthetic", "real", "events")
@@ -227,8 +227,9 @@ def held_out_subset(corpus: Path, out: Path, rows_per_part: int) -> Path:
     return out
 
 
-def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict[str, dict]:
-    """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`."""
+def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], data_name: str) -> dict[str, dict]:
+    """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`;
+    `data_name` with PART replaced says where its rows came from."""
     metrics = load_metrics()
     decoded = {}
     for budget in overall["budgets"]:
@@ -239,7 +240,7 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any]) -> dict
     for part in PARTS:
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
-        parts[part] = {"data": str(subset / part), "rows": len(rows), "budgets": budgets,
+        parts[part] = {"data": data_name.replace("PART", part), "rows": len(rows), "budgets": budgets,
                        **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
@@ -336,19 +337,19 @@ def release(
         shutil.copytree(static.parent, evaluation / "static")
     subset = held_out_subset(corpus, staging / "test", rows_per_part)
     decoding = dict(num_beams=num_beams, ngram_lm=ngram_lm)
+    # The files name the source model and corpus, not the staged copies, which are gone once released.
+    held_out = f"the first {rows_per_part} rows of each part of {corpus / 'test'}"
     overall = evaluate_model(
-        staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding, **decoding
+        staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding,
+        model_name=str(elastic), data_name=held_out, **decoding,
     )
-    overall["model"] = str(elastic)  # not the staged copy's path, which is gone once released
-    (evaluation / "results.json").write_text(json.dumps(overall, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (evaluation / "budget_table.md").write_text(budget_table(overall), encoding="utf-8")
-    parts = score_parts(subset, evaluation, overall)
+    parts = score_parts(subset, evaluation, overall, f"the first {rows_per_part} rows of {corpus / 'test'}/PART")
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
     else:
         static_results = evaluate_model(
             static, subset / "synthetic", ks, evaluation / "static", batch_size,
-            transcript_decoding=overall["transcript_decoding"], **decoding,
+            transcript_decoding=overall["transcript_decoding"], data_name=parts["synthetic"]["data"], **decoding,
         )
     steps = (histories["elastic"]["steps"], histories["static"]["steps"]) if histories else None
     rows = targets(parts, overall, static_results, max(ks), steps)

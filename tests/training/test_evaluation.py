@@ -127,6 +127,19 @@ def test_max_rows_scores_the_first_rows_only(parquet_dir: Path, tiny_model_dir: 
         evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, max_rows=0)
 
 
+def test_the_files_name_the_model_and_data_a_caller_gives(parquet_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    """A release scores a temporary copy on a temporary subset; its files must name what they came from."""
+    results = evaluate_model(tiny_model_dir, parquet_dir, [1], tmp_path, max_rows=1,
+                             model_name="stages/stage9/final", data_name="the first row of corpora/mixed/test")
+
+    assert (results["model"], results["data"]) == ("stages/stage9/final", "the first row of corpora/mixed/test")
+    written = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert (written["model"], written["data"]) == (results["model"], results["data"])
+    assert (tmp_path / "budget_table.md").read_text(encoding="utf-8").startswith(
+        "Model `stages/stage9/final` on `the first row of corpora/mixed/test`"
+    )
+
+
 def test_transcript_decoding_is_chosen_per_run_and_recorded(parquet_dir: Path, tiny_model_dir: Path, tmp_path: Path):
     import argparse
 
