@@ -214,10 +214,12 @@ def build_demo(
             with gr.Column():
                 transcript = gr.Textbox(label="Transcript", lines=3, interactive=False, elem_id="transcript")
                 cost = gr.Markdown(label="Cost", elem_id="cost")
+                # No big heading in these narrow panels: it cut "EMO_UNKNOWN" and "gender_unknown" short, and the
+                # top bar names the same label.
                 with gr.Row():
-                    language = gr.Label(label="Language", num_top_classes=5, elem_id="language")
-                    gender = gr.Label(label="Gender", num_top_classes=3, elem_id="gender")
-                    emotion = gr.Label(label="Emotion", num_top_classes=3, elem_id="emotion")
+                    language = gr.Label(label="Language", num_top_classes=5, show_heading=False, elem_id="language")
+                    gender = gr.Label(label="Gender", num_top_classes=3, show_heading=False, elem_id="gender")
+                    emotion = gr.Label(label="Emotion", num_top_classes=3, show_heading=False, elem_id="emotion")
                 events = gr.Label(label="Sound events", elem_id="events")
         chunks = gr.Dataframe(
             headers=["start (s)", "end (s)", "text"], label="Timestamped chunks", interactive=False, wrap=True,
