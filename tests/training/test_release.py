@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import datasets
 import pytest
 from transformers import GenerationConfig, pipeline
 
@@ -13,6 +14,7 @@ from training.release import (
     check_corpora_listed,
     earlier_twin_results,
     plot_training_curves,
+    release,
     suppress_untaught_emotions,
     targets,
     targets_markdown,
@@ -206,3 +208,42 @@ def test_emotions_no_row_taught_are_suppressed_so_the_model_reports_unknown(tiny
     emotion = asr(speech)["perception"]["emotion"]
     assert emotion["label"] in ("HAPPY", "EMO_UNKNOWN") and sum(emotion["scores"].values()) == pytest.approx(1.0)
     assert emotion["scores"]["SAD"] == 0.0
+
+
+def test_a_release_exports_a_loadable_folder_whose_files_name_their_sources(tiny_model_dir, speech_path, tmp_path):
+    """End to end on a tiny model: held-out subset, both twins scored, targets, export, swap of an earlier folder."""
+    corpus = _corpus(tmp_path / "mixed", "mixed", [("espeak-ng", "GPL-3.0+", 1.0)], ["en"])
+    rows = {"synthetic": ("en", "hello world", None), "real": ("en", "hello world", None),
+            "events": ("nospeech", "", ["Speech"])}  # fmt: skip
+    for part, (language, text, events) in rows.items():
+        (corpus / "test" / part).mkdir(parents=True)
+        table = datasets.Dataset.from_dict({
+            "id": [f"{part}-{i}" for i in range(3)], "audio": [str(speech_path)] * 3, "text": [text] * 3,
+            "language": [language] * 3, "gender": ["female"] * 3, "events": [events] * 3,
+        }).cast_column("audio", datasets.Audio(sampling_rate=16000))  # fmt: skip
+        table.to_parquet(str(corpus / "test" / part / "test-00000-of-00001.parquet"))
+    model = shutil.copytree(tiny_model_dir, tmp_path / "stage" / "final")
+    generation = GenerationConfig.from_pretrained(model)
+    generation.max_new_tokens = 12  # an untrained model writes to the limit: keep the test short
+    generation.save_pretrained(model)
+    out = tmp_path / "models" / "tiny"
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("an earlier release")
+
+    found = release(model, model, corpus, out, ks=[1, 2], rows_per_part=2, batch_size=2)
+
+    assert not (out / "old.txt").exists() and not list(out.parent.glob("*.staging"))
+    assert json.loads((out / "targets.json").read_text()) == found and (out / "targets.md").is_file()
+    results = json.loads((out / "evaluation" / "results.json").read_text())
+    assert (results["model"], results["rows"]) == (str(model), 6)
+    assert results["data"] == f"the first 2 rows of each part of {corpus / 'test'}"
+    for part in rows:
+        assert json.loads((out / "evaluation" / part / "results.json").read_text())["data"] == (
+            f"the first 2 rows of {corpus / 'test'}/{part}"
+        )
+    static = json.loads((out / "evaluation" / "static" / "results.json").read_text())
+    assert static["data"] == f"the first 2 rows of {corpus / 'test'}/synthetic"
+    written = [path.read_text() for path in (out / "evaluation").rglob("*") if path.suffix in (".json", ".md")]
+    assert not any("staging" in text for text in written)  # a path that is gone once released
+    result = pipeline("automatic-speech-recognition", model=str(out))(str(speech_path))
+    assert set(result["perception"]) == {"language", "emotion", "gender", "events"}
