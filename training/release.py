@@ -227,9 +227,9 @@ def held_out_subset(corpus: Path, out: Path, rows_per_part: int) -> Path:
     return out
 
 
-def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], data_name: str) -> dict[str, dict]:
-    """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`;
-    `data_name` with PART replaced says where its rows came from."""
+def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], corpus: Path) -> dict[str, dict]:
+    """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`,
+    naming the rows by `corpus`'s test part they came from."""
     metrics = load_metrics()
     decoded = {}
     for budget in overall["budgets"]:
@@ -240,7 +240,7 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], data_na
     for part in PARTS:
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
-        parts[part] = {"data": data_name.replace("PART", part), "rows": len(rows), "budgets": budgets,
+        parts[part] = {"data": f"the first {len(rows)} rows of {corpus / 'test' / part}", "rows": len(rows), "budgets": budgets,
                        **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
@@ -343,7 +343,7 @@ def release(
         staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding,
         model_name=str(elastic), data_name=held_out, **decoding,
     )
-    parts = score_parts(subset, evaluation, overall, f"the first {rows_per_part} rows of {corpus / 'test'}/PART")
+    parts = score_parts(subset, evaluation, overall, corpus)
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
     else:

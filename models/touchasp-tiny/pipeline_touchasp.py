@@ -25,10 +25,10 @@ _CUT_FRAME_S = 0.025
 VAD_MIN_PAUSE_S = 1.0
 # Speech regions are widened by this much on each side so that no word edge is cut.
 VAD_SPEECH_PAD_S = 0.2
-# With VAD, a clip short enough to decode whole is decoded as a pause (no text, language `nospeech`) when silero-vad's
-# speech probability stays under this in every 32 ms frame: the model writes words into faint noise. Silero's own threshold is 0.5 and
-# misses single short words; on the held-out split every speech row peaks at 0.32 or more, noise from -80 to -20
-# dBFS under 0.16 (benchmarks/bench_vad_probe.py).
+# With VAD, a clip short enough to decode whole is decoded as a pause (no text, language `nospeech`) when
+# silero-vad's speech probability stays under this in every 32 ms frame: the model writes words into faint noise.
+# Silero's own threshold is 0.5 and misses single short words; on the held-out split every speech row peaks at 0.32
+# or more, noise from -80 to -20 dBFS under 0.16 (benchmarks/bench_vad_probe.py).
 VAD_NO_SPEECH_PROBABILITY = 0.2
 DEFAULT_MAX_NEW_TOKENS = 128
 
