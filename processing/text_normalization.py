@@ -18,7 +18,9 @@ space ("今天helloworld"): CER counts edits over characters alone.
 
 Scoring (`error_counts`) then maps traditional Han characters to simplified on both sides (OpenCC `t2s`), as
 Chinese ASR leaderboards do: "來" for "来" is the same word written two ways, and a reference's script cannot be heard
-(Debian's fortunes-zh mixes both). The `normalize_for_*` functions leave the script alone, because
+(Debian's fortunes-zh mixes both). `to_pinyin` spells Mandarin as pinyin syllables, with or without tone numbers,
+for the syllable error rates that tell tone and homophone errors apart from misheard syllables. The
+`normalize_for_*` functions leave the script alone, because
 `training.corpus` hashes their output to assign held-out splits and corpora already built must keep theirs.
 """
 
@@ -28,6 +30,7 @@ from functools import cache
 
 import jiwer
 import opencc
+from pypinyin import Style, lazy_pinyin
 
 # Languages and dialects (DESIGN.md section 5 codes, plus Thai, Lao, Burmese, Khmer) whose script does not put
 # spaces between words; WER is undefined for them. Matched on the primary subtag, so "zh-sichuan" is "zh".
@@ -63,6 +66,14 @@ def is_space_delimited(language: str) -> bool:
 @cache
 def _traditional_to_simplified() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
+
+
+def to_pinyin(text: str, tones: bool = True) -> str:
+    """Mandarin `text`, normalised for CER and mapped to simplified, as space-separated pinyin syllables ("來了！" ->
+    "lai2 le5" or "lai le"); pypinyin reads polyphones in context. Non-Han runs stay as one piece each."""
+    simplified = _traditional_to_simplified().convert(normalize_for_cer(text))
+    style = Style.TONE3 if tones else Style.NORMAL
+    return " ".join(lazy_pinyin(simplified, style=style, neutral_tone_with_five=True))
 
 
 def error_counts(references: list[str], predictions: list[str], unit: str, normalize: bool = True) -> dict:

@@ -37,7 +37,7 @@ from modeling_touchasp.configuration_touchasp import TRANSCRIPT_DECODINGS, check
 from modeling_touchasp.ngram_touchasp import NGRAM_LM_FILE, TokenNgramLM
 from modeling_touchasp.pipeline_touchasp import default_max_new_tokens
 from processing.processing_touchasp import DEFAULT_EVENT_THRESHOLD
-from processing.text_normalization import is_space_delimited, normalize_for_cer, normalize_for_wer
+from processing.text_normalization import is_space_delimited, normalize_for_cer, normalize_for_wer, to_pinyin
 
 matplotlib.use("Agg")  # files only: evaluation runs on headless machines
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -224,6 +224,9 @@ def score_rows(rows: list[dict], decoded: list[dict], metrics: dict[str, evaluat
 
     - `cer` / `wer`: {"all": ..., language: ...}; CER groups rows by reference language ("unknown" when absent),
       WER covers only rows of space-delimited languages. A group whose references are all empty is left out.
+    - `mandarin_syllables`: {"toneless": ..., "tonal": ...} error rates over the pinyin of the `zh` rows
+      (`to_pinyin`). Toneless syllables far below CER mean the syllables are heard and the errors are tones or
+      homophones (Hanzi that sound alike), which a better acoustic model alone does not fix.
     - `language` / `gender` / `emotion`: accuracy, macro-F1 and confusion matrix over rows with that label.
     - `events`: micro/macro F1 at the processor's event threshold, and mAP, over rows with an events list.
     """
@@ -235,6 +238,7 @@ def score_rows(rows: list[dict], decoded: list[dict], metrics: dict[str, evaluat
             lambda language: language != UNKNOWN_LANGUAGE and is_space_delimited(language),
         ),
     }
+    scores["mandarin_syllables"] = _syllable_error_rates(transcribed, metrics["touchasp_wer"])
     for slot in CLASS_SLOTS:
         pairs = [(row[slot], out["perception"][slot]) for row, out in zip(rows, decoded) if row[slot] is not None]
         scores[slot] = metrics["touchasp_classification"].compute(
@@ -268,6 +272,21 @@ def _error_rates(pairs: list[tuple[dict, dict]], metric, normalize, included) ->
             references, predictions = zip(*texts)
             results[group] = metric.compute(references=list(references), predictions=list(predictions))
     return results or None
+
+
+def _syllable_error_rates(pairs: list[tuple[dict, dict]], metric) -> dict[str, dict] | None:
+    """Pinyin syllable error rates of the Mandarin rows, without and with tone numbers; None without such rows."""
+    texts = [(row["text"], out["text"]) for row, out in pairs if row["language"] == "zh"]
+    if not any(to_pinyin(reference) for reference, _ in texts):
+        return None
+    return {
+        name: metric.compute(
+            references=[to_pinyin(reference, tones) for reference, _ in texts],
+            predictions=[to_pinyin(hypothesis, tones) for _, hypothesis in texts],
+            normalize=False,
+        )
+        for name, tones in (("toneless", False), ("tonal", True))
+    }
 
 
 def evaluate_model(

@@ -87,6 +87,10 @@ def targets(
         value = _cer(synthetic, k_max, language)
         rows.append(row(f"CER synthetic {language} at k={k_max}", value, f"<= {CER_TARGET}",
                         value is not None and value <= CER_TARGET))  # fmt: skip
+    syllables = _at(synthetic, k_max)["mandarin_syllables"] or {}
+    for name in ("toneless", "tonal"):
+        value = syllables[name]["wer"] if name in syllables else None
+        rows.append(row(f"Mandarin {name} pinyin syllable error, synthetic, at k={k_max}", value, "reported", None))
     for language, found in sorted((_at(parts["real"], k_max)["cer"] or {}).items()):
         rows.append(row(f"CER real {language} at k={k_max}", found["cer"], "reported", None))
     for slot, goal in (("language", LID_TARGET), ("gender", GENDER_TARGET)):

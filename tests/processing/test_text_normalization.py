@@ -2,7 +2,13 @@
 
 import pytest
 
-from processing.text_normalization import error_counts, is_space_delimited, normalize_for_cer, normalize_for_wer
+from processing.text_normalization import (
+    error_counts,
+    is_space_delimited,
+    normalize_for_cer,
+    normalize_for_wer,
+    to_pinyin,
+)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +51,12 @@ def test_error_rates_do_not_count_traditional_for_simplified_characters():
     assert error_counts([reference], ["岂弟君子来游来歌以矢其音"], "character")["rate"] == 0.0
     assert error_counts([reference], ["岂弟君子来游来歌以矢其阴"], "character")["substitutions"] == 1
     assert error_counts([reference], ["岂弟君子来游来歌以矢其音"], "character", normalize=False)["rate"] > 0.2
+
+
+def test_pinyin_reads_both_scripts_alike_and_polyphones_in_context():
+    assert to_pinyin("來了，銀行！") == to_pinyin("来了银行") == "lai2 le5 yin2 hang2"
+    assert to_pinyin("行走 OK", tones=False) == "xing zou ok"
+    assert to_pinyin("，。") == ""
 
 
 def test_split_keys_keep_the_script_of_the_text():

@@ -208,12 +208,32 @@ def test_scores_normalise_mixed_chinese_english_and_group_by_language():
     assert scores["cer"]["all"]["reference_characters"] == len("今天helloworld") + len("goodmorningeveryone") + 11
     # WER only for the English row: "everyone" -> "every one" is one substitution and one insertion over 3 words.
     assert set(scores["wer"]) == {"all", "en"}
+    assert scores["mandarin_syllables"]["tonal"]["wer"] == 0.0  # "hello world" glued to the Hanzi either way
     assert scores["wer"]["en"]["wer"] == pytest.approx(2 / 3)
     assert scores["language"]["accuracy"] == 1.0 and scores["language"]["support"] == 2
     assert scores["gender"] is None and scores["emotion"] is None
     # The 0.4 Music is below the processor's event threshold: a miss for F1, yet it ranks first for mAP.
     assert scores["events"]["micro_f1"] == pytest.approx(2 / 3)
     assert scores["events"]["map"] == 1.0
+
+
+def test_mandarin_syllables_tell_tones_and_homophones_from_misheard_syllables():
+    from training.evaluation import load_metrics
+
+    rows = [{"id": "a", "text": "寸土不空，粮食满囤。", "language": "zh", "gender": None, "emotion": None, "events": None},
+            {"id": "b", "text": "good", "language": "en", "gender": None, "emotion": None, "events": None}]
+    # 粮食 liang2 shi2 -> 两事 liang3 shi4: right syllables, wrong tones; 囤 dun4 -> 灯 deng1: a misheard syllable.
+    decoded = [{"text": "寸土不空两事满灯", "perception": _perception("zh")},
+               {"text": "bad", "perception": _perception("en")}]
+
+    scores = score_rows(rows, decoded, load_metrics())
+
+    assert scores["cer"]["zh"]["cer"] == pytest.approx(3 / 8)
+    assert scores["mandarin_syllables"]["toneless"]["wer"] == pytest.approx(1 / 8)
+    assert scores["mandarin_syllables"]["tonal"]["wer"] == pytest.approx(3 / 8)
+    assert scores["mandarin_syllables"]["tonal"]["reference_words"] == 8
+    english_only = score_rows(rows[1:], decoded[1:], load_metrics())
+    assert english_only["mandarin_syllables"] is None
 
 
 def test_kaldi_tables_split_at_spaces_or_tabs(tmp_path: Path):

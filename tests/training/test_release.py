@@ -23,17 +23,21 @@ from training.release import (
 )
 
 
-def _results(cers: dict[int, dict[str, float]], lid=(0.97, 100), gender=(0.9, 80), events_f1=0.85) -> dict:
+def _results(
+    cers: dict[int, dict[str, float]], lid=(0.97, 100), gender=(0.9, 80), events_f1=0.85, syllables=None,
+) -> dict:  # fmt: skip
     """An evaluation results.json with the scores the targets read."""
     return {"budgets": [{
         "k": k, "cer": {language: {"cer": value} for language, value in by_language.items()},
+        "mandarin_syllables": syllables and {name: {"wer": value} for name, value in syllables.items()},
         "language": {"accuracy": lid[0], "support": lid[1]}, "gender": {"accuracy": gender[0], "support": gender[1]},
         "events": {"micro_f1": events_f1},
     } for k, by_language in cers.items()]}  # fmt: skip
 
 
 def test_targets_report_each_goal_with_its_value():
-    synthetic = _results({1: {"all": 0.24, "en": 0.12, "zh": 0.30}, 4: {"all": 0.20, "en": 0.10, "zh": 0.25}})
+    synthetic = _results({1: {"all": 0.24, "en": 0.12, "zh": 0.30}, 4: {"all": 0.20, "en": 0.10, "zh": 0.25}},
+                         syllables={"toneless": 0.05, "tonal": 0.15})
     real = _results({1: {"all": 0.6, "cs": 0.6}, 4: {"all": 0.5, "cs": 0.5}})
     events = _results({1: {}, 4: {}}, events_f1=0.7)
     static = _results({1: {"all": 0.50}, 4: {"all": 0.19}})
@@ -42,6 +46,8 @@ def test_targets_report_each_goal_with_its_value():
         {"synthetic": synthetic, "real": real, "events": events}, overall, static, k_max=4)}  # fmt: skip
     assert rows["CER synthetic en at k=4"]["met"] is True
     assert rows["CER synthetic zh at k=4"]["met"] is False
+    assert rows["Mandarin tonal pinyin syllable error, synthetic, at k=4"]["value"] == 0.15
+    assert rows["Mandarin toneless pinyin syllable error, synthetic, at k=4"]["met"] is None
     assert rows["CER real cs at k=4"]["value"] == 0.5 and rows["CER real cs at k=4"]["met"] is None
     assert rows["language accuracy (whole test split) at k=4"]["met"] is True
     assert rows["gender accuracy (whole test split) at k=4"]["met"] is False
