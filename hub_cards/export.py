@@ -283,6 +283,7 @@ def build_card(
         emotions_seen=training_data.get("emotions", []),
         events_seen=training_data.get("events", []),
         procedure=training_data.get("procedure"),
+        mandarin=_mandarin_errors(budgets),
         missed_targets=[row["target"] for row in training_data.get("targets", []) if row.get("met") is False],
         scored_targets=sum(row.get("met") is not None for row in training_data.get("targets", [])),
     )
@@ -325,6 +326,17 @@ def _cer_languages(budgets: list[dict]) -> list[str]:
     """Languages with their own CER group in results.json ("all" and rows without a language left out)."""
     languages = {language for b in budgets for language in (b.get("cer") or {})}
     return sorted(languages - {"all", "unknown"})
+
+
+def _mandarin_errors(budgets: list[dict]) -> dict[str, Any] | None:
+    """CER and pinyin syllable error rates of the Mandarin rows at the largest k, for the card's limitations; None
+    without Mandarin rows or in an evaluation from before the syllable scores."""
+    budget = max(budgets, key=lambda b: b["k"])
+    syllables = budget.get("mandarin_syllables")
+    if not syllables:
+        return None
+    return {"k": budget["k"], "cer": _percent(budget["cer"]["zh"]["cer"]),
+            **{name: _percent(syllables[name]["wer"]) for name in ("toneless", "tonal")}}  # fmt: skip
 
 
 def _dataset_name(data_spec: str) -> str:
