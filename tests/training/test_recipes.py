@@ -149,3 +149,11 @@ def test_fortunes_stages_from_six_on_draw_more_of_the_mixed_corpus_and_from_eigh
     assert weights == [{"mixed-f": 1.0, "enzh-f": 1.0}] * 5 + [{"mixed-f": 1.5, "enzh-f": 1.0}] * 2 + [
         {"mixed-f": 1.5, "enzh-f": 1.0, "events-f": 0.5}]
     assert [config["checkpoint"]["average_last"] for config in configs] == [1] * 7 + [3]
+
+
+def test_fortunes_stages_pad_clips_with_silence_from_nine_on_and_add_silence_rows_from_ten_on(tree):
+    returncode, calls = run_recipe(tree, "elastic", "10", recipe=FORTUNES)
+    assert returncode == 0 and len(calls) == 10
+    configs = [load_config(REPO / CONFIG, [f"{key}={value}" for key, value in sets_of(call).items()]) for call in calls]
+    assert [config["augment"]["silence_prob"] for config in configs] == [0.0] * 8 + [0.5] * 2
+    assert [config["augment"]["silence_row_prob"] for config in configs] == [0.0] * 9 + [0.05]

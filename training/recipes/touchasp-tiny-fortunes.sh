@@ -17,8 +17,9 @@
 #   --transcript-decoding ctc
 #   --num-beams 10 --ngram-lm models/touchasp-tiny/ngram_lm.safetensors
 # (stage 4 was released without the last line, 2026-12-04, and the n-gram added to its folder after, by the command
-# in training/README.md "CTC beam search with a token n-gram"; stages 5, 6, 7 and 8 were released with it, 2026-12-05,
-# 2026-12-07, 2026-12-07 and 2026-12-07). From stage 5 on the stages' own evaluations use greedy CTC transcripts.
+# in training/README.md "CTC beam search with a token n-gram"; stages 5, 6, 7, 8 and 9 were released with it,
+# 2026-12-05, 2026-12-07, 2026-12-07, 2026-12-07 and 2026-12-07). From stage 5 on the stages' own evaluations use
+# greedy CTC transcripts.
 # TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
@@ -54,8 +55,11 @@ for ((n = 1; n <= last; n++)); do
   corpora="[$corpora]"
   # From stage 9 on half the clips get 0-1 s of silence at each end, over a noise floor (training/README.md,
   # "Silence at clip ends"): stage 7 misread speech that VAD segments and recorded files pad.
+  # From stage 10 on 5% of the rows are that noise floor (or zeros) alone, labelled nospeech + Silence: stage 9 calls
+  # digital silence Mandarin with `Speech` once VAD is off (training/README.md, "The stage 9 release").
   augment=()
   if ((n >= 9)); then augment=(--set augment.silence_prob=0.5); fi
+  if ((n >= 10)); then augment+=(--set augment.silence_row_prob=0.05); fi
   if [[ ! -d $kept/final ]]; then
     if [[ -z $prev ]]; then  # stage 1 trains the tokenizer and fits global CMVN
       start=(--set tokenizer.vocab_size=4000)
