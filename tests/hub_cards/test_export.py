@@ -213,7 +213,7 @@ def test_card_body_has_budget_usage_training_data_and_limitations(exported: Path
     assert "Emotion has no training data" in text and "Sound events seen in training: Speech; Music" in text
     assert "Memory-elastic variant" not in text
     mandarin = max(results["budgets"], key=lambda b: b["k"])["mandarin_syllables"]
-    assert f"pinyin syllable error {100 * mandarin['toneless']['wer']:.2f}% without tones" in text
+    assert f"pinyin syllable error\n  {100 * mandarin['toneless']['wer']:.2f}% without tones" in text
     assert "misses 1 of the 2 held-out targets" in text and "CER synthetic en at k=4." in text
     assert "Trained for 300 optimiser steps over 2.5 hours of audio" in text
     assert "| 1 | 100 | random initialisation | 0.002 | cosine | 0.8 | 0.1 |" in text
