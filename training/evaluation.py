@@ -277,7 +277,7 @@ def _error_rates(pairs: list[tuple[dict, dict]], metric, normalize, included) ->
 def _syllable_error_rates(pairs: list[tuple[dict, dict]], metric) -> dict[str, dict] | None:
     """Pinyin syllable error rates of the Mandarin rows, without and with tone numbers; None without such rows."""
     texts = [(row["text"], out["text"]) for row, out in pairs if row["language"] == "zh"]
-    if not any(to_pinyin(reference) for reference, _ in texts):
+    if not any(normalize_for_cer(reference) for reference, _ in texts):
         return None
     return {
         name: metric.compute(

@@ -244,8 +244,8 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], corpus:
     for part in PARTS:
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
-        parts[part] = {"data": f"the first {len(rows)} rows of {corpus / 'test' / part}", "rows": len(rows), "budgets": budgets,
-                       **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
+        parts[part] = {"data": f"the first {len(rows)} rows of {corpus / 'test' / part}", "rows": len(rows),
+                       "budgets": budgets, **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
     return parts
