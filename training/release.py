@@ -2,11 +2,12 @@
 corpus, check the targets of the training issue, and export the model folder the CLI, pipeline and demo load.
 
     python -m training.release --elastic runs/touchasp-tiny/final --static runs/touchasp-tiny-static/final \
-        --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part 300] \
+        --corpus corpora/mixed --out models/touchasp-tiny [-k 1,2,4] [--rows-per-part N] \
         [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]] [--more-corpora CORPUS [CORPUS ...]] \
         [--transcript-decoding ctc [--num-beams 10 --ngram-lm FILE]]
 
-The held-out rows are the first `--rows-per-part` of each test part (synthetic, real, events). Writes into
+The held-out rows are every row of each test part (synthetic, real, events), or the first `--rows-per-part` of
+each for a quicker look. Writes into
 `--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
 those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
 `evaluation/static/` (the twin on the synthetic part, at the same k), `static/` (the twin's weights, so that a
@@ -220,20 +221,27 @@ def plot_training_curves(histories: dict[str, dict[str, Any]], path: Path) -> No
     plt.close(figure)
 
 
-def held_out_subset(corpus: Path, out: Path, rows_per_part: int) -> Path:
-    """The first `rows_per_part` rows of each test part (the corpus shuffled them) as `out/PART/*.parquet`, so
-    that scoring three budgets of two models fits a CPU hour."""
+def held_out_subset(corpus: Path, out: Path, rows_per_part: int | None = None) -> dict[str, str]:
+    """Each test part, or its first `rows_per_part` rows (the corpus shuffled them), as `out/PART/*.parquet`;
+    returns what each part holds, in words, for the results files. A part's every row steadies its small
+    languages (Mandarin has 39 synthetic test rows in `mixed-f`, about 10 of the first 300)."""
+    held_out = {}
     for part in PARTS:
         files = sorted(str(file) for file in (corpus / "test" / part).glob("*.parquet"))
         table = datasets.load_dataset("parquet", data_files=files, split="train").cast_column("audio", Audio(decode=False))
         (out / part).mkdir(parents=True)
-        table.select(range(min(rows_per_part, len(table)))).to_parquet(str(out / part / "test-00000-of-00001.parquet"))
-    return out
+        if rows_per_part is None or rows_per_part >= len(table):
+            held_out[part] = f"all {len(table)} rows of {corpus / 'test' / part}"
+        else:
+            table = table.select(range(rows_per_part))
+            held_out[part] = f"the first {rows_per_part} rows of {corpus / 'test' / part}"
+        table.to_parquet(str(out / part / "test-00000-of-00001.parquet"))
+    return held_out
 
 
-def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], corpus: Path) -> dict[str, dict]:
+def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], held_out: dict[str, str]) -> dict[str, dict]:
     """Each part's scores from the whole-split decoding's hypotheses (no second decoding), as `PART/results.json`,
-    naming the rows by `corpus`'s test part they came from."""
+    naming the rows as `held_out_subset` described them."""
     metrics = load_metrics()
     decoded = {}
     for budget in overall["budgets"]:
@@ -244,7 +252,7 @@ def score_parts(subset: Path, evaluation: Path, overall: dict[str, Any], corpus:
     for part in PARTS:
         rows = list(read_rows(subset / part))
         budgets = [{"k": k, **score_rows(rows, [by_id[row["id"]] for row in rows], metrics)} for k, by_id in decoded.items()]
-        parts[part] = {"data": f"the first {len(rows)} rows of {corpus / 'test' / part}", "rows": len(rows),
+        parts[part] = {"data": held_out[part], "rows": len(rows),
                        "budgets": budgets, **{key: overall.get(key) for key in DECODING_FIELDS}}  # fmt: skip
         (evaluation / part).mkdir(parents=True, exist_ok=True)
         (evaluation / part / "results.json").write_text(json.dumps(parts[part], indent=2, ensure_ascii=False) + "\n")
@@ -304,7 +312,7 @@ def release(
     corpus: Path,
     out: Path,
     ks: list[int],
-    rows_per_part: int = 300,
+    rows_per_part: int | None = None,
     batch_size: int = 16,
     elastic_runs: list[Path] = (),
     static_runs: list[Path] = (),
@@ -339,15 +347,15 @@ def release(
     reused_static = static.suffix == ".json"
     if reused_static:  # copied now: it may lie in `out`, which the release replaces
         shutil.copytree(static.parent, evaluation / "static")
-    subset = held_out_subset(corpus, staging / "test", rows_per_part)
+    subset = staging / "test"
+    held_out = held_out_subset(corpus, subset, rows_per_part)
     decoding = dict(num_beams=num_beams, ngram_lm=ngram_lm)
     # The files name the source model and corpus, not the staged copies, which are gone once released.
-    held_out = f"the first {rows_per_part} rows of each part of {corpus / 'test'}"
     overall = evaluate_model(
         staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding,
-        model_name=str(elastic), data_name=held_out, **decoding,
+        model_name=str(elastic), data_name="; ".join(held_out.values()), **decoding,
     )
-    parts = score_parts(subset, evaluation, overall, corpus)
+    parts = score_parts(subset, evaluation, overall, held_out)
     if reused_static:
         static_results = earlier_twin_results(evaluation / "static" / static.name, parts["synthetic"])
     else:
@@ -400,7 +408,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write (replaced)")
     parser.add_argument("-k", "--num-experts-per-tok", dest="ks", type=parse_ks, default=[1, 2, 4],
                         help="budgets to score, comma-separated (default 1,2,4)")  # fmt: skip
-    parser.add_argument("--rows-per-part", type=int, default=300, help="held-out rows scored per test part")
+    parser.add_argument("--rows-per-part", type=int, default=None,
+                        help="score only the first N rows of each test part (default: every row)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--elastic-runs", type=Path, nargs="+", default=[],
                         help="the elastic model's `touchasp train` output folders, oldest stage first")  # fmt: skip

@@ -13,6 +13,7 @@ import modeling_touchasp  # noqa: F401  (registers the pipeline)
 from training.release import (
     check_corpora_listed,
     earlier_twin_results,
+    held_out_subset,
     plot_training_curves,
     release,
     suppress_untaught_emotions,
@@ -216,18 +217,38 @@ def test_emotions_no_row_taught_are_suppressed_so_the_model_reports_unknown(tiny
     assert emotion["scores"]["SAD"] == 0.0
 
 
-def test_a_release_exports_a_loadable_folder_whose_files_name_their_sources(tiny_model_dir, speech_path, tmp_path):
-    """End to end on a tiny model: held-out subset, both twins scored, targets, export, swap of an earlier folder."""
-    corpus = _corpus(tmp_path / "mixed", "mixed", [("espeak-ng", "GPL-3.0+", 1.0)], ["en"])
-    rows = {"synthetic": ("en", "hello world", None), "real": ("en", "hello world", None),
-            "events": ("nospeech", "", ["Speech"])}  # fmt: skip
-    for part, (language, text, events) in rows.items():
+TEST_PARTS = {"synthetic": ("en", "hello world", None), "real": ("en", "hello world", None),
+              "events": ("nospeech", "", ["Speech"])}  # fmt: skip
+
+
+def _corpus_with_test_parts(folder: Path, speech_path: Path) -> Path:
+    """A corpus whose three test parts hold three rows of `speech_path` each."""
+    corpus = _corpus(folder, "mixed", [("espeak-ng", "GPL-3.0+", 1.0)], ["en"])
+    for part, (language, text, events) in TEST_PARTS.items():
         (corpus / "test" / part).mkdir(parents=True)
         table = datasets.Dataset.from_dict({
             "id": [f"{part}-{i}" for i in range(3)], "audio": [str(speech_path)] * 3, "text": [text] * 3,
             "language": [language] * 3, "gender": ["female"] * 3, "events": [events] * 3,
         }).cast_column("audio", datasets.Audio(sampling_rate=16000))  # fmt: skip
         table.to_parquet(str(corpus / "test" / part / "test-00000-of-00001.parquet"))
+    return corpus
+
+
+def test_the_held_out_rows_are_every_test_row_unless_limited(speech_path, tmp_path):
+    corpus = _corpus_with_test_parts(tmp_path / "mixed", speech_path)
+
+    every, first = held_out_subset(corpus, tmp_path / "every"), held_out_subset(corpus, tmp_path / "first", 2)
+
+    for part in TEST_PARTS:
+        assert every[part] == f"all 3 rows of {corpus / 'test' / part}"
+        assert first[part] == f"the first 2 rows of {corpus / 'test' / part}"
+        assert len(datasets.load_dataset("parquet", data_dir=str(tmp_path / "every" / part), split="test")) == 3
+        assert len(datasets.load_dataset("parquet", data_dir=str(tmp_path / "first" / part), split="test")) == 2
+
+
+def test_a_release_exports_a_loadable_folder_whose_files_name_their_sources(tiny_model_dir, speech_path, tmp_path):
+    """End to end on a tiny model: held-out subset, both twins scored, targets, export, swap of an earlier folder."""
+    corpus = _corpus_with_test_parts(tmp_path / "mixed", speech_path)
     model = shutil.copytree(tiny_model_dir, tmp_path / "stage" / "final")
     generation = GenerationConfig.from_pretrained(model)
     generation.max_new_tokens = 12  # an untrained model writes to the limit: keep the test short
@@ -242,8 +263,8 @@ def test_a_release_exports_a_loadable_folder_whose_files_name_their_sources(tiny
     assert json.loads((out / "targets.json").read_text()) == found and (out / "targets.md").is_file()
     results = json.loads((out / "evaluation" / "results.json").read_text())
     assert (results["model"], results["rows"]) == (str(model), 6)
-    assert results["data"] == f"the first 2 rows of each part of {corpus / 'test'}"
-    for part in rows:
+    assert results["data"] == "; ".join(f"the first 2 rows of {corpus / 'test'}/{part}" for part in TEST_PARTS)
+    for part in TEST_PARTS:
         assert json.loads((out / "evaluation" / part / "results.json").read_text())["data"] == (
             f"the first 2 rows of {corpus / 'test'}/{part}"
         )
