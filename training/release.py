@@ -351,9 +351,10 @@ def release(
     held_out = held_out_subset(corpus, subset, rows_per_part)
     decoding = dict(num_beams=num_beams, ngram_lm=ngram_lm)
     # The files name the source model and corpus, not the staged copies, which are gone once released.
+    scored = "every row of" if rows_per_part is None else f"the first {rows_per_part} rows of each part of"
     overall = evaluate_model(
         staging / "model", subset, ks, evaluation, batch_size, transcript_decoding=transcript_decoding,
-        model_name=str(elastic), data_name="; ".join(held_out.values()), **decoding,
+        model_name=str(elastic), data_name=f"{scored} {corpus / 'test'}", **decoding,
     )
     parts = score_parts(subset, evaluation, overall, held_out)
     if reused_static:
