@@ -387,6 +387,8 @@ def release(
     # swapped out only once the new one is complete: a failure before that leaves the old folder as it was.
     release = staging / out.name
     export_model(staging / "model", release, results_json=evaluation / "results.json")
+    if ngram_lm is not None:  # byte for byte: safetensors writes the n-gram's two metadata keys in a random order,
+        shutil.copy(ngram_lm, release / NGRAM_LM_FILE)  # so a re-saved copy is a new 3 MB blob in git every release
     shutil.copytree(
         evaluation, release / "evaluation", dirs_exist_ok=True, ignore=shutil.ignore_patterns("hypotheses_*")
     )
