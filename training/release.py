@@ -6,15 +6,15 @@ corpus, check the targets of the training issue, and export the model folder the
         [--elastic-runs RUN [RUN ...] --static-runs RUN [RUN ...]] [--more-corpora CORPUS [CORPUS ...]] \
         [--transcript-decoding ctc [--num-beams 10 --ngram-lm FILE]]
 
-The held-out rows are every row of each test part (synthetic, real, events), or the first `--rows-per-part` of
-each for a quicker look. Writes into
-`--out`: the Hub folder (`touchasp export`: weights, processor, code, card), `evaluation/` (the elastic model on
-those rows, the card's scores), `evaluation/PART/results.json` (the same decoding scored per part),
-`evaluation/static/` (the twin on the synthetic part, at the same k), `static/` (the twin's weights, so that a
-later release can train both further), `targets.json` and `targets.md` (every target with its measured value and
-whether it is met), and `training_data.json` (sources, licences, languages and events of the corpora it trained on:
-`--corpus` and any `--more-corpora`; the targets; and the training procedure, which the card lists). Emotion
-tokens that no row of those corpora taught are suppressed in the folder's generation config before it is scored.
+The held-out rows are every row of each test part (synthetic, real, events), or the first `--rows-per-part` of each
+for a quicker look. Writes into `--out`: the Hub folder (`touchasp export`: weights, processor, code, card),
+`evaluation/` (the elastic model on those rows, the card's scores), `evaluation/PART/results.json` (the same
+decoding scored per part), `evaluation/static/` (the twin on the synthetic part, at the same k), `static/` (the
+twin's weights, so that a later release can train both further), `targets.json` and `targets.md` (every target with
+its measured value and whether it is met), and `training_data.json` (sources, licences, languages and events of the
+corpora it trained on: `--corpus` and any `--more-corpora`; the targets; and the training procedure, which the card
+lists). Emotion tokens that no row of those corpora taught are suppressed in the folder's generation config before
+it is scored.
 
 `--elastic-runs` / `--static-runs` name each model's training runs (`touchasp train` output folders), oldest
 first, when it was trained in stages (`model.init_from` of the previous stage's `final/`). Their `recipe.json` and
