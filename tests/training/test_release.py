@@ -6,6 +6,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from huggingface_hub import ModelCard
 from transformers import GenerationConfig, pipeline
 
 import modeling_touchasp  # noqa: F401  (registers the pipeline)
@@ -264,6 +265,7 @@ def test_a_release_exports_a_loadable_folder_whose_files_name_their_sources(tiny
     results = json.loads((out / "evaluation" / "results.json").read_text())
     assert (results["model"], results["rows"]) == (str(model), 6)
     assert results["data"] == f"the first 2 rows of each part of {corpus / 'test'}"
+    assert {result.dataset_name for result in ModelCard.load(out / "README.md").data.eval_results} == {"test"}
     for part in TEST_PARTS:
         assert json.loads((out / "evaluation" / part / "results.json").read_text())["data"] == (
             f"the first 2 rows of {corpus / 'test'}/{part}"
