@@ -6,6 +6,7 @@ from pathlib import Path
 
 import modeling_touchasp  # noqa: F401  (registers the pipeline)
 import numpy as np
+import pytest
 from transformers import pipeline
 
 from touchasp import DEFAULT_MODEL, main, resolve_model
@@ -24,12 +25,12 @@ def test_shipped_model_loads_with_pipeline_and_perceives(speech_path):
     assert isinstance(beam["text"], str) and beam["perception"]["language"] == out["perception"]["language"]
 
 
-def test_digital_silence_reads_as_no_speech_with_an_empty_transcript():
-    """The pipeline's VAD probe (on by default) hears no speech in zeros. The stage 9 model alone (`vad=False`) calls
-    them Mandarin "..." with `Speech` (training/README.md, "The stage 9 release"), which stage 10's silence rows
-    are for."""
+@pytest.mark.parametrize("vad", [True, False])
+def test_digital_silence_reads_as_no_speech_with_an_empty_transcript(vad):
+    """Zeros are no speech both to the pipeline's VAD probe and to the model alone: stage 9 alone called them
+    Mandarin "..." with `Speech`, and stage 10 trained on silence-only rows to mend it (training/README.md)."""
     asr = pipeline("automatic-speech-recognition", model=str(DEFAULT_MODEL))
-    out = asr({"raw": np.zeros(32000, dtype=np.float32), "sampling_rate": 16000})
+    out = asr({"raw": np.zeros(32000, dtype=np.float32), "sampling_rate": 16000}, vad=vad)
     assert out["text"] == "" and out["perception"]["language"]["label"] == "nospeech"
 
 

@@ -17,9 +17,8 @@
 #   --transcript-decoding ctc
 #   --num-beams 10 --ngram-lm models/touchasp-tiny/ngram_lm.safetensors
 # (stage 4 was released without the last line, 2026-12-04, and the n-gram added to its folder after, by the command
-# in training/README.md "CTC beam search with a token n-gram"; stages 5, 6, 7, 8 and 9 were released with it,
-# 2026-12-05, 2026-12-07, 2026-12-07, 2026-12-07 and 2026-12-07). From stage 5 on the stages' own evaluations use
-# greedy CTC transcripts.
+# in training/README.md "CTC beam search with a token n-gram"; stages 5 to 10 were released with it, 2026-12-05,
+# 2026-12-07 (stages 6-9) and 2026-12-08). From stage 5 on the stages' own evaluations use greedy CTC transcripts.
 # TOUCHASP=echo bash training/recipes/touchasp-tiny-fortunes.sh elastic 3 prints the calls and keeps nothing.
 # Run it again after any interruption, even kill -9: an unfinished stage continues from its newest checkpoint.
 set -euo pipefail
